@@ -1,0 +1,5 @@
+"""``python -m predictor_runtime``."""
+
+from .cli import main
+
+raise SystemExit(main())

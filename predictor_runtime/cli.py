@@ -1,0 +1,203 @@
+"""``python -m predictor_runtime``: argument parsing and error reporting only.
+
+Failures print one line on stderr (``error: ...``) and exit non-zero; ``--debug`` shows
+the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from .errors import InvalidRequestError, PredictorRuntimeError
+
+
+class CliError(PredictorRuntimeError):
+    """A bad command line or input file (exit status 2 for usage, 1 otherwise)."""
+
+
+def _open_input(name: str) -> TextIO:
+    if name == "-":
+        return sys.stdin
+    path = Path(name)
+    if not path.is_file():
+        raise CliError(f"Input file {name!r} does not exist")
+    return path.open(encoding="utf-8-sig")
+
+
+def read_instances(name: str, *, as_text: bool) -> list[Any]:
+    """Instances from a file (``-``: stdin), one per line, like ``gcloud ... local predict``.
+
+    ``as_text``: each line is one string instance; otherwise each line is one JSON value
+    (the ``NaN``/``Infinity`` literals are accepted).
+    """
+    from .codecs import parse_json
+
+    instances: list[Any] = []
+    with _open_input(name) as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            line = raw.rstrip("\r\n")
+            if lineno == 1:
+                line = line.lstrip("\ufeff")
+            if not line.strip():
+                raise CliError(f"{name}: line {lineno}: empty lines are not allowed in the instances file")
+            if as_text:
+                instances.append(line)
+                continue
+            try:
+                instances.append(parse_json(line))
+            except InvalidRequestError as exc:
+                detail = str(exc).removeprefix("Invalid JSON in request body: ")
+                raise CliError(f"{name}: line {lineno}: invalid JSON: {detail}") from None
+    if not instances:
+        raise CliError(f"{name}: no valid instance was found in the input file")
+    return instances
+
+
+def read_request(name: str) -> bytes:
+    """A whole request body (``{"instances": [...], ...}``) from a file or stdin."""
+    with _open_input(name) as fh:
+        return fh.read().lstrip("\ufeff").encode("utf-8")
+
+
+def _add_model_options(p: argparse.ArgumentParser, *, required: bool) -> None:
+    p.add_argument("--model-dir", required=required, help="local directory with the model files")
+    p.add_argument("--framework", help="framework name (see `plugins`); detected when omitted")
+    p.add_argument("--prediction-class", help="custom predictor as module.Class or module:Class")
+    p.add_argument(
+        "--package",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="code for --prediction-class: a directory, a .py file, a wheel or an sdist (repeatable)",
+    )
+    p.add_argument(
+        "--decode-b64",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help='decode {"b64": ...} objects to bytes (auto: for tensorflow and custom predictors)',
+    )
+    p.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=None,
+        help="most instances per model call; larger requests are split (default 1024)",
+    )
+    p.add_argument("--state-dir", help="state directory (default ./.predictor_runtime)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m predictor_runtime",
+        description="Run custom prediction routines and framework models locally.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("predict", help="predict from a file of instances (like gcloud local predict)")
+    _add_model_options(p, required=True)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--json-instances", metavar="FILE", help="one JSON instance per line; - for stdin")
+    src.add_argument("--json-request", metavar="FILE", help='a {"instances": [...]} body; - for stdin')
+    src.add_argument("--text-instances", metavar="FILE", help="one string instance per line; - for stdin")
+    p.add_argument("--signature-name", help="TensorFlow signature (passed as signature_name)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("plugins", help="list installed frameworks and the plugins providing them")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_plugins)
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from .dispatcher import DEFAULT_MAX_BATCH_SIZE, Dispatcher
+    from .loader import load_model
+
+    model = load_model(
+        args.model_dir,
+        framework=args.framework,
+        prediction_class=args.prediction_class,
+        packages=args.package,
+        state_dir=args.state_dir,
+    )
+    size = args.max_batch_size or DEFAULT_MAX_BATCH_SIZE
+    if size < 1:
+        raise CliError(f"--max-batch-size must be at least 1, got {size}")
+    return Dispatcher(model, max_batch_size=size, decode_b64=args.decode_b64)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``predict``: load, predict once, print the response JSON on stdout."""
+    from . import codecs
+
+    if args.json_request:
+        body = read_request(args.json_request)
+    else:
+        source = args.json_instances or args.text_instances
+        instances = read_instances(source, as_text=bool(args.text_instances))
+        body = b""
+    dispatcher = _load(args)
+    if body:
+        instances, kwargs = dispatcher.parse(body)
+    else:
+        kwargs = {}
+        if dispatcher.decode:
+            instances = codecs.decode_b64(instances)
+    if args.signature_name:
+        kwargs["signature_name"] = args.signature_name
+    out = codecs.predictions_body(dispatcher.predict(instances, kwargs))
+    sys.stdout.write(out.decode("utf-8") + "\n")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """``plugins``: frameworks, the plugin and distribution behind each, files recognised."""
+    from . import codecs
+    from .plugins import framework_registry
+
+    rows = [
+        {
+            "framework": info.name,
+            "api_name": info.api_name,
+            "plugin": info.plugin,
+            "distribution": info.distribution,
+            "model_files": list(info.model_files),
+        }
+        for info in sorted(framework_registry().frameworks.values(), key=lambda i: i.name)
+    ]
+    if args.json:
+        sys.stdout.write(codecs.dumps(rows).decode() + "\n")
+        return 0
+    table = [["FRAMEWORK", "API NAME", "PLUGIN", "DISTRIBUTION", "MODEL FILES"]]
+    for r in rows:
+        files = ", ".join(r["model_files"]) or "(any, with --prediction-class)"
+        table.append([r["framework"], r["api_name"] or "-", r["plugin"], r["distribution"], files])
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    for row in table:
+        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)] + [row[-1]]
+        sys.stdout.write("  ".join(cells).rstrip() + "\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        if isinstance(exc, PredictorRuntimeError):
+            message = str(exc)
+        else:
+            message = f"unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)"
+        one_line = " ".join(message.split()) or type(exc).__name__
+        sys.stderr.write(f"error: {one_line}\n")
+        return 1

@@ -1,0 +1,1 @@
+"""Bundled examples (``iris``: a classic AI Platform custom prediction routine)."""
