@@ -10,13 +10,20 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from .errors import InvalidRequestError, PredictorRuntimeError
 
 
 class CliError(PredictorRuntimeError):
     """A bad command line or input file (exit status 2 for usage, 1 otherwise)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _open_input(name: str) -> TextIO:
@@ -91,7 +98,7 @@ def _add_model_options(p: argparse.ArgumentParser, *, required: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every sub-command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m predictor_runtime",
         description="Run custom prediction routines and framework models locally.",
     )

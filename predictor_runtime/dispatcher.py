@@ -97,7 +97,7 @@ class Dispatcher:
         except Exception as exc:
             raise PredictionFailedError(f"{type(exc).__name__}: {exc}") from exc
         if isinstance(out, dict):
-            out = codecs.rowify(out, len(instances))
+            out = codecs.rowify(out, len(instances) if check else None)
         if check:
             try:
                 count = len(out)

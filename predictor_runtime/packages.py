@@ -85,13 +85,30 @@ def install_package(package: str | Path, cache_dir: Path) -> list[Path]:
     return [p for p in (target, target / "bin") if p.is_dir()]
 
 
+_ACTIVATED: set[str] = set()
+
+
 def activate_packages(packages: Iterable[str | Path], state_dir: str | Path | None = None) -> None:
-    """Install (if needed) and put every package on ``sys.path``, first given first."""
+    """Install (if needed) and put every package at the front of ``sys.path``.
+
+    AI Platform routines of different versions often share module names (every one has a
+    ``predictor.py``). Modules imported earlier from *other* activated packages are
+    dropped from ``sys.modules`` first, so this version's code is the one imported;
+    objects already built from the earlier modules keep working.
+    """
     cache = Path(state_dir if state_dir is not None else default_state_dir()) / "packages"
     folders: list[str] = []
     for package in packages:
         folders.extend(str(p) for p in install_package(package, cache))
+    others = tuple(f + os.sep for f in _ACTIVATED - set(folders))
+    if others:
+        for name, module in list(sys.modules.items()):
+            origin = getattr(module, "__file__", None) or ""
+            if origin.startswith(others):
+                del sys.modules[name]
     for folder in reversed(folders):
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
+        if folder in sys.path:
+            sys.path.remove(folder)
+        sys.path.insert(0, folder)
+    _ACTIVATED.update(folders)
     importlib.invalidate_caches()

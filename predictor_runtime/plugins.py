@@ -138,7 +138,7 @@ def plugin_distributions(pm: pluggy.PluginManager) -> dict[str, str]:
             continue
         dist: Any = by_plugin.get(id(plugin))
         if dist is not None:
-            out[name] = f"{dist.project_name} {dist.version}"
+            out[name] = f"{dist.metadata['name']} {dist.version}"
         else:
             from . import __version__
 
