@@ -116,6 +116,8 @@ class NotReadyError(PredictorRuntimeError):
 
 def describe(value: Any, limit: int = 60) -> str:
     """A short, type-tagged rendering of a received value for error messages."""
+    if value is None:
+        return "null"
     text = repr(value)
     if len(text) > limit:
         text = text[: limit - 3] + "..."

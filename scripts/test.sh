@@ -7,6 +7,8 @@ pip_args=(-e ".[dev]")
 for plugin in plugins/*/; do
     [ -f "$plugin/pyproject.toml" ] && pip_args+=(-e "$plugin")
 done
+# TensorFlow itself is an extra of its plugin (users may have a GPU build); tests use the CPU one.
+[ -f plugins/tensorflow/pyproject.toml ] && pip_args+=(-e "plugins/tensorflow[cpu]")
 python -m pip install --quiet "${pip_args[@]}"
 ruff check .
 ruff format --check .
