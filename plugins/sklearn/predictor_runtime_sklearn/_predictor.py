@@ -1,0 +1,213 @@
+"""The loaded scikit-learn model: instances -> 2-D array or DataFrame -> ``model.predict``.
+
+Imported only when a model is loaded (it imports numpy, joblib and, for named inputs,
+pandas).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from predictor_runtime.codecs import records_to_columns, to_array
+from predictor_runtime.errors import (
+    InvalidInstanceError,
+    InvalidRequestError,
+    ModelLoadError,
+    describe,
+)
+
+from . import MODEL_FILES, SklearnFramework
+
+
+def _load_error(model_dir: str, detail: str) -> ModelLoadError:
+    return ModelLoadError(
+        f"Failed to load model: could not load the sklearn model in {model_dir}: {detail}"
+    )
+
+
+def find_model_file(model_dir: str) -> Path:
+    """The one model file of ``model_dir``; none or both is an error naming what was found."""
+    present = [Path(model_dir, name) for name in MODEL_FILES if Path(model_dir, name).is_file()]
+    if len(present) > 1:
+        names = " and ".join(p.name for p in present)
+        raise _load_error(
+            model_dir, f"found both {names}; keep exactly one model file in the directory"
+        )
+    if not present:
+        raise _load_error(model_dir, f"no model file: expected {' or '.join(MODEL_FILES)}")
+    return present[0]
+
+
+def load_object(path: Path, model_dir: str, framework: str = "sklearn") -> Any:
+    """Unpickle ``path`` with joblib (which also reads plain pickles)."""
+    import joblib
+
+    if path.stat().st_size == 0:
+        raise _load_error(model_dir, f"{path.name} is empty")
+    try:
+        return joblib.load(path)
+    except ModuleNotFoundError as exc:
+        raise _load_error(
+            model_dir,
+            f"{path.name} needs the Python module {exc.name!r}, which is not installed "
+            "(install the library the model was saved with)",
+        ) from exc
+    except Exception as exc:
+        raise _load_error(
+            model_dir,
+            f"{path.name} cannot be unpickled (not a joblib/pickle file, truncated, or saved "
+            f"with incompatible library versions): {type(exc).__name__}: {exc}",
+        ) from exc
+
+
+def is_xgboost_model(obj: Any) -> bool:
+    """Whether the top-level object is an XGBoost ``Booster`` or scikit-learn wrapper."""
+    module = type(obj).__module__
+    return module == "xgboost" or module.startswith("xgboost.")
+
+
+def _hand_off_to_xgboost(obj: Any, model_dir: str, path: Path) -> Any:
+    from predictor_runtime.plugins import framework_registry
+
+    info = framework_registry().frameworks.get("xgboost")
+    from_model = getattr(info.cls, "from_model", None) if info is not None else None
+    if from_model is None:
+        kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
+        raise _load_error(
+            model_dir,
+            f"{path.name} holds an XGBoost model ({kind}), which the xgboost framework "
+            "serves, but no xgboost framework is registered (install "
+            "predictor-runtime-xgboost, or unblock it in PREDICTOR_RUNTIME_BLOCK_PLUGINS)",
+        )
+    return from_model(obj, model_dir=model_dir, model_file=path.name)
+
+
+def load(model_dir: str) -> Any:
+    """The ``from_path`` of the sklearn framework."""
+    path = find_model_file(model_dir)
+    model = load_object(path, model_dir)
+    if is_xgboost_model(model):
+        return _hand_off_to_xgboost(model, model_dir, path)
+    if not callable(getattr(model, "predict", None)):
+        raise _load_error(
+            model_dir,
+            f"{path.name} holds {describe(model)}, not a scikit-learn estimator or "
+            "pipeline (it has no predict method)",
+        )
+    return SklearnPredictor(model, model_dir=model_dir, model_file=path.name)
+
+
+def _kind(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool | int | float):
+        return "number"
+    return "scalar"
+
+
+class SklearnPredictor(SklearnFramework):
+    """A loaded estimator; ``predict`` is the hot path."""
+
+    def __init__(self, model: Any, *, model_dir: str, model_file: str) -> None:
+        self.model = model
+        self.model_dir = model_dir
+        self.model_file = model_file
+        n_features = getattr(model, "n_features_in_", None)
+        self.n_features: int | None = int(n_features) if n_features is not None else None
+        names = getattr(model, "feature_names_in_", None)
+        self.feature_names: list[str] | None = (
+            [str(n) for n in names] if names is not None else None
+        )
+        self._predict = model.predict
+
+    def predict(self, instances: list[Any], *, probabilities: bool = False, **kwargs: Any) -> Any:
+        """``model.predict`` (or ``predict_proba`` with ``probabilities=True``) per instance.
+
+        Other keyword arguments (``signature_name``, unknown request keys) are ignored.
+        """
+        X = self.batch(instances)
+        if probabilities is False:
+            return self._predict(X)
+        if probabilities is not True:
+            raise InvalidRequestError(
+                f'"probabilities" must be true or false, got {describe(probabilities)}'
+            )
+        predict_proba = getattr(self.model, "predict_proba", None)
+        if predict_proba is None:
+            raise InvalidRequestError(
+                f'"probabilities" was requested but this model '
+                f"({type(self.model).__name__}) has no predict_proba"
+            )
+        return predict_proba(X)
+
+    # -- instances -> model input ---------------------------------------------------
+
+    def batch(self, instances: list[Any]) -> Any:
+        """Lists of numbers -> 2-D float64 array; objects -> DataFrame (named inputs)."""
+        if isinstance(instances[0], dict):
+            return self._named(instances)
+        try:
+            X = to_array(instances, dtype=np.float64, n_features=self.n_features)
+        except InvalidInstanceError as exc:
+            if self.feature_names is not None and "expected a number" in exc.problem:
+                shown = self.feature_names[:8]
+                more = ", ..." if len(self.feature_names) > 8 else ""
+                raise InvalidInstanceError(
+                    exc.index,
+                    f"{exc.problem}; for non-numeric inputs send objects keyed by the model's "
+                    f"feature names ({', '.join(shown)}{more})",
+                ) from None
+            raise
+        if self.feature_names is not None:
+            import pandas as pd
+
+            return pd.DataFrame(X, columns=self.feature_names, copy=False)
+        return X
+
+    def _named(self, instances: list[Any]) -> Any:
+        if self.feature_names is None:
+            keys = sorted(instances[0])[:8]
+            width = f"{self.n_features} " if self.n_features is not None else ""
+            raise InvalidInstanceError(
+                0,
+                f"got an object with keys {keys}, but this model was fitted without feature "
+                f"names, so it takes lists of {width}numbers (fit it on a pandas DataFrame "
+                "to accept named inputs)",
+            )
+        import pandas as pd
+
+        columns = records_to_columns(instances, required=self.feature_names)
+        frame = pd.DataFrame(columns, columns=self.feature_names)
+        for name, dtype in frame.dtypes.items():
+            if dtype.kind == "O":  # mixed values; pure strings are "str" or object dtype
+                _check_column(str(name), columns[str(name)])
+        return frame
+
+
+def _check_column(name: str, values: list[Any]) -> None:
+    """A named input must not mix strings and numbers, nor hold lists or objects."""
+    kinds = [_kind(v) for v in values]
+    for i, kind in enumerate(kinds):
+        if kind == "scalar":
+            raise InvalidInstanceError(
+                i, f"input {name!r}: expected a number or a string, got {describe(values[i])}"
+            )
+    strings = kinds.count("string")
+    numbers = kinds.count("number")
+    if not strings or not numbers:
+        return
+    odd = "string" if strings < numbers else "number"
+    if strings == numbers:
+        odd = "string" if kinds[0] == "number" else "number"
+    expected = "number" if odd == "string" else "string"
+    i = kinds.index(odd)
+    raise InvalidInstanceError(
+        i,
+        f"input {name!r}: expected a {expected} (as in the other instances), got "
+        f"{describe(values[i])}",
+    )
