@@ -55,7 +55,8 @@ class Dispatcher:
 
     def parse(self, body: bytes | str) -> tuple[list[Any], dict[str, Any]]:
         """Body -> ``(instances, kwargs)``, with b64 objects decoded if the rule says so."""
-        instances, kwargs = codecs.split_request(codecs.parse_json(body))
+        payload = codecs.parse_json(body, nan_as_null=self.model.nan_as_null)
+        instances, kwargs = codecs.split_request(payload)
         if self.decode:
             instances = codecs.decode_b64(instances, body)
         return instances, kwargs

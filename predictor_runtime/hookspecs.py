@@ -35,8 +35,10 @@ def register_frameworks(register: Callable[[type], None]) -> None:
     Platform ``framework`` enum value, e.g. ``"SCIKIT_LEARN"``, or None) and
     ``model_files`` (file names or globs it recognises in a model directory). Optional
     class attributes: ``decode_b64`` (bool, whether ``{"b64": ...}`` is decoded to bytes
-    under the default ``auto`` rule) and ``batching`` (bool, whether requests may be
-    split or merged into batches).
+    under the default ``auto`` rule), ``batching`` (bool, whether requests may be
+    split or merged into batches) and ``nan_as_null`` (bool, True when ``null`` and ``NaN``
+    both mean a missing value to the framework, which lets ``NaN`` bodies take the fast
+    parser).
 
     Every implementation runs. Registering a name twice is an error naming both plugins.
 

@@ -36,12 +36,20 @@ class LoadedModel:
     batching: bool = True
     decode_b64: bool = True
     accepts_kwargs: bool = True
+    nan_as_null: bool = False
 
     @classmethod
     def wrap(cls, predictor: Any, framework: str, model_dir: str) -> LoadedModel:
-        """Describe ``predictor`` from its class attributes (``batching``, ``decode_b64``)."""
+        """Describe ``predictor`` from its class attributes (``batching``, ``decode_b64``...).
+
+        A framework class may hand loading to another (a ``model.joblib`` holding an XGBoost
+        model is served by ``xgboost``): the predictor's own framework ``name`` wins then.
+        """
         batching = getattr(predictor, "batching", True)
         decode = getattr(predictor, "decode_b64", True)
+        own_name = getattr(predictor, "name", None)
+        if isinstance(own_name, str) and hasattr(predictor, "model_files"):
+            framework = own_name
         return cls(
             predictor=predictor,
             framework=framework,
@@ -49,6 +57,7 @@ class LoadedModel:
             batching=batching if isinstance(batching, bool) else True,
             decode_b64=decode if isinstance(decode, bool) else True,
             accepts_kwargs=accepts_kwargs(type(predictor)),
+            nan_as_null=getattr(predictor, "nan_as_null", False) is True,
         )
 
 

@@ -181,3 +181,26 @@ class TestSerialize:
 
     def test_error_body(self) -> None:
         assert json.loads(codecs.error_body('bad "x"')) == {"error": 'bad "x"'}
+
+
+class TestNanAsNull:
+    def test_nan_rewritten_outside_strings_only(self) -> None:
+        body = b'{"instances": [[NaN, 1.0]], "note": "NaN stays"}'
+        out = codecs.parse_json(body, nan_as_null=True)
+        assert out == {"instances": [[None, 1.0]], "note": "NaN stays"}
+
+    def test_without_the_option_nan_is_a_float(self) -> None:
+        out = codecs.parse_json(b'{"instances": [[NaN]]}')
+        assert np.isnan(out["instances"][0][0])
+
+    @pytest.mark.parametrize(
+        "body",
+        [b'{"instances": [[NaN, Infinity]]}', b'{"instances": [[NaN]], "s": "a\\"NaN"}'],
+    )
+    def test_unsafe_bodies_take_the_standard_parser(self, body: bytes) -> None:
+        out = codecs.parse_json(body, nan_as_null=True)
+        assert np.isnan(out["instances"][0][0])
+
+    def test_invalid_json_still_reported(self) -> None:
+        with pytest.raises(InvalidRequestError, match="Invalid JSON"):
+            codecs.parse_json(b'{"instances": [NaN,]}', nan_as_null=True)

@@ -31,6 +31,7 @@ class SklearnFramework:
     api_name = "SCIKIT_LEARN"
     model_files: tuple[str, ...] = MODEL_FILES
     decode_b64 = False
+    nan_as_null = True
     batching = True
 
     @classmethod

@@ -39,6 +39,7 @@ class XGBoostFramework:
     api_name = "XGBOOST"
     model_files: tuple[str, ...] = NATIVE_FILES
     decode_b64 = False
+    nan_as_null = True
     batching = True
 
     @classmethod
