@@ -74,6 +74,7 @@ def test_json_request_keeps_kwargs_and_decodes_b64(custom_args: list[str]) -> No
 
 def test_text_instances_from_stdin(custom_args: list[str]) -> None:
     proc, out = predict(custom_args, "--text-instances", "-", stdin="a,b\nc d\n")
+    assert proc.returncode == 0, proc.stderr
     assert out == {
         "predictions": [{"value": "a,b", "kwargs": {}}, {"value": "c d", "kwargs": {}}]
     }
