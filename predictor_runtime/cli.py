@@ -50,7 +50,9 @@ def read_instances(name: str, *, as_text: bool) -> list[Any]:
             if lineno == 1:
                 line = line.lstrip("\ufeff")
             if not line.strip():
-                raise CliError(f"{name}: line {lineno}: empty lines are not allowed in the instances file")
+                raise CliError(
+                    f"{name}: line {lineno}: empty lines are not allowed in the instances file"
+                )
             if as_text:
                 instances.append(line)
                 continue
@@ -105,14 +107,56 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("predict", help="predict from a file of instances (like gcloud local predict)")
+    p = sub.add_parser(
+        "predict", help="predict from a file of instances (like gcloud local predict)"
+    )
     _add_model_options(p, required=True)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--json-instances", metavar="FILE", help="one JSON instance per line; - for stdin")
-    src.add_argument("--json-request", metavar="FILE", help='a {"instances": [...]} body; - for stdin')
-    src.add_argument("--text-instances", metavar="FILE", help="one string instance per line; - for stdin")
+    src.add_argument(
+        "--json-instances", metavar="FILE", help="one JSON instance per line; - for stdin"
+    )
+    src.add_argument(
+        "--json-request", metavar="FILE", help='a {"instances": [...]} body; - for stdin'
+    )
+    src.add_argument(
+        "--text-instances", metavar="FILE", help="one string instance per line; - for stdin"
+    )
     p.add_argument("--signature-name", help="TensorFlow signature (passed as signature_name)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("serve", help="serve models over HTTP (AI Platform compatible API)")
+    _add_model_options(p, required=False)
+    p.add_argument(
+        "--model-name", default="default", help="model name to serve it as (default: default)"
+    )
+    p.add_argument("--version-name", default="v1", help="version name to serve it as (default: v1)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument(
+        "--port", type=int, default=8080, help="TCP port; 0 picks a free one (default 8080)"
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, help="worker processes sharing the port (default 1)"
+    )
+    p.add_argument(
+        "--max-batch-delay-ms",
+        type=float,
+        default=0.0,
+        help="extra wait for more rows before a model call (default 0: batch what is queued)",
+    )
+    p.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=1_572_864,
+        help="larger request bodies are answered 413 (default 1.5 MiB)",
+    )
+    p.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to let in-flight requests finish on SIGTERM/SIGINT (default 30)",
+    )
+    p.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("plugins", help="list installed frameworks and the plugins providing them")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -159,6 +203,35 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = codecs.predictions_body(dispatcher.predict(instances, kwargs))
     sys.stdout.write(out.decode("utf-8") + "\n")
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``serve``: load the model (or the bundled example), then serve until a signal."""
+    from .dispatcher import DEFAULT_MAX_BATCH_SIZE
+    from .server.main import ServeConfig, serve
+    from .server.runner import ServerOptions
+
+    config = ServeConfig(
+        model_dir=args.model_dir,
+        model_name=args.model_name,
+        version_name=args.version_name,
+        framework=args.framework,
+        prediction_class=args.prediction_class,
+        packages=list(args.package),
+        state_dir=args.state_dir,
+        decode_b64=args.decode_b64,
+        max_batch_size=args.max_batch_size or DEFAULT_MAX_BATCH_SIZE,
+        max_batch_delay_ms=args.max_batch_delay_ms,
+        server=ServerOptions(
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            max_request_bytes=args.max_request_bytes,
+            access_log=args.access_log,
+            graceful_timeout=args.graceful_timeout,
+        ),
+    )
+    return serve(config)
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

@@ -1,0 +1,174 @@
+"""``serve``: flags -> registry with the loaded model -> running server.
+
+With no model flags, serves the bundled iris example (a scikit-learn model behind an AI
+Platform custom prediction routine), trained into ``<state-dir>/example/iris`` on first
+use, so the first command a newcomer runs works.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from ..dispatcher import DEFAULT_MAX_BATCH_SIZE, DecodeRule
+from ..errors import PredictorRuntimeError
+from .runner import ServerOptions, bind_socket, enable_multiprocess_metrics, serve_forever
+
+DEFAULT_STATE_DIR = ".predictor_runtime"
+EXAMPLE_MODEL = "iris"
+EXAMPLE_CLASS = "predictor.IrisPredictor"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ServeError(PredictorRuntimeError):
+    """A bad ``serve`` setting (the CLI prints it as one line and exits non-zero)."""
+
+
+@dataclass
+class ServeConfig:
+    """Everything ``serve`` needs; mirrors its command-line flags."""
+
+    model_dir: str | None = None
+    model_name: str = "default"
+    version_name: str = "v1"
+    framework: str | None = None
+    prediction_class: str | None = None
+    packages: list[str] = field(default_factory=list)
+    state_dir: str | None = None
+    decode_b64: DecodeRule = "auto"
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_batch_delay_ms: float = 0.0
+    server: ServerOptions = field(default_factory=ServerOptions)
+
+    def validate(self) -> None:
+        """Raise :class:`ServeError` naming the first bad setting."""
+        s = self.server
+        checks = [
+            (s.workers >= 1, f"--workers must be at least 1, got {s.workers}"),
+            (0 <= s.port <= 65535, f"--port must be 0..65535, got {s.port}"),
+            (self.max_batch_size >= 1, f"--max-batch-size must be >= 1, got {self.max_batch_size}"),
+            (
+                self.max_batch_delay_ms >= 0,
+                f"--max-batch-delay-ms must be >= 0, got {self.max_batch_delay_ms}",
+            ),
+            (
+                s.max_request_bytes >= 1,
+                f"--max-request-bytes must be >= 1, got {s.max_request_bytes}",
+            ),
+            (bool(_NAME.match(self.model_name)), f"invalid --model-name {self.model_name!r}"),
+            (bool(_NAME.match(self.version_name)), f"invalid --version-name {self.version_name!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ServeError(message)
+        if self.model_dir is None and (self.framework or self.prediction_class or self.packages):
+            raise ServeError(
+                "--framework, --prediction-class and --package need --model-dir "
+                "(without any of them the bundled example is served)"
+            )
+
+
+def example_model(state_dir: str) -> tuple[str, str]:
+    """``(model_dir, package_dir)`` of the bundled iris example, trained if absent."""
+    from ..examples.iris import train as iris_train
+
+    package = str(Path(iris_train.__file__).resolve().parent)
+    model_dir = Path(state_dir) / "example" / EXAMPLE_MODEL
+    if not (model_dir / "model.joblib").is_file() or not (model_dir / "preprocessor.pkl").is_file():
+        tmp = model_dir.with_name(EXAMPLE_MODEL + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            iris_train.train(tmp)
+        except ImportError as exc:
+            raise ServeError(
+                f"the bundled example needs scikit-learn ({exc}); install "
+                "'predictor-runtime[example]' or pass --model-dir"
+            ) from exc
+        shutil.rmtree(model_dir, ignore_errors=True)
+        tmp.rename(model_dir)
+    return str(model_dir), package
+
+
+def serve(config: ServeConfig, out: TextIO | None = None) -> int:
+    """Load the model, then serve until SIGTERM/SIGINT; returns the exit status."""
+    out = out or sys.stdout
+    config.validate()
+    opts = config.server
+    state_dir = config.state_dir or DEFAULT_STATE_DIR
+    metrics_dir = enable_multiprocess_metrics() if opts.workers > 1 else None
+    try:
+        try:
+            sock = bind_socket(opts.host, opts.port, opts.backlog)
+        except OSError as exc:
+            raise ServeError(f"cannot listen on {opts.host}:{opts.port}: {exc.strerror}") from exc
+        with sock:
+            return _serve_on(config, sock, state_dir, out)
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve_on(config: ServeConfig, sock: object, state_dir: str, out: TextIO) -> int:
+    from .app import App
+    from .metrics import Metrics
+    from .registry import BatchSettings, Registry
+
+    opts = config.server
+    host, port = sock.getsockname()[:2]  # type: ignore[attr-defined]
+    url_host = f"[{host}]" if ":" in host else host
+    base = f"http://{url_host}:{port}"
+
+    model_dir, model_name, prediction_class, packages = (
+        config.model_dir,
+        config.model_name,
+        config.prediction_class,
+        list(config.packages),
+    )
+    example = model_dir is None
+    if example:
+        model_dir, package = example_model(state_dir)
+        model_name, prediction_class, packages = EXAMPLE_MODEL, EXAMPLE_CLASS, [package]
+
+    metrics = Metrics()
+    settings = BatchSettings(
+        max_batch_size=config.max_batch_size,
+        max_batch_delay_ms=config.max_batch_delay_ms,
+        decode_b64=config.decode_b64,
+    )
+    registry = Registry(settings, on_batch=metrics.batch_hook)
+    version = registry.add_version(
+        model_name,
+        config.version_name,
+        deployment_uri=str(Path(model_dir).resolve()),
+        framework=config.framework,
+        prediction_class=prediction_class,
+        package_uris=packages,
+    )
+    registry.load_version(version, state_dir=state_dir)
+    framework = version.dispatcher.model.framework if version.dispatcher else "?"
+    predict_url = f"{base}/v1/models/{model_name}:predict"
+    if example:
+        out.write(
+            f"Serving the bundled example: model {model_name} version {version.name} "
+            f"(iris classifier, custom prediction routine) from {model_dir}\n"
+            f"Try: curl -s -X POST {predict_url} -d "
+            "'{\"instances\": [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2]]}'\n"
+        )
+    else:
+        out.write(
+            f"Serving model {model_name} version {version.name} ({framework}) from {model_dir}\n"
+        )
+    out.flush()
+
+    def announce() -> None:
+        out.write(f"Listening on {base} (workers: {opts.workers}; predict: POST {predict_url})\n")
+        out.flush()
+
+    def build_app() -> App:
+        return App(registry, metrics=metrics, max_request_bytes=opts.max_request_bytes)
+
+    return serve_forever(build_app, sock, opts, announce)  # type: ignore[arg-type]

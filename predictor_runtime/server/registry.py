@@ -1,0 +1,274 @@
+"""The models and versions a server serves, with their state and AI Platform resource shapes.
+
+Kept free of HTTP so that the later models/versions API (create, patch, delete, with
+SQLite persistence under the state dir) can drive the same objects: a store would save
+:class:`Model` / :class:`Version` fields and rebuild them with :meth:`Registry.add_model`
+and :meth:`Registry.add_version`, then :meth:`Registry.load_version` in the background.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from ..batching import Batcher, BatchHook
+from ..dispatcher import DEFAULT_MAX_BATCH_SIZE, DecodeRule, Dispatcher
+from ..errors import NotFoundError, NotReadyError, PredictorRuntimeError
+
+CREATING = "CREATING"
+READY = "READY"
+FAILED = "FAILED"
+DELETING = "DELETING"
+
+
+def rfc3339(ts: float | None) -> str | None:
+    """A POSIX time as RFC 3339 UTC with microseconds (``2024-01-02T03:04:05.123456Z``)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class BatchSettings:
+    """How versions batch: rows per model call, extra wait, b64 rule."""
+
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_batch_delay_ms: float = 0.0
+    decode_b64: DecodeRule = "auto"
+
+
+@dataclass
+class Version:
+    """One model version: where it comes from, its state, and (once READY) its batcher."""
+
+    model: str
+    name: str
+    deployment_uri: str
+    framework: str | None = None
+    prediction_class: str | None = None
+    package_uris: list[str] = field(default_factory=list)
+    description: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    state: str = CREATING
+    error_message: str = ""
+    create_time: float = field(default_factory=time.time)
+    last_use_time: float | None = None
+    framework_api_name: str | None = None
+    dispatcher: Dispatcher | None = None
+    batcher: Batcher | None = None
+
+    @property
+    def etag(self) -> str:
+        """Changes whenever a user-visible field changes (AI Platform's optimistic lock)."""
+        raw = f"{self.description}|{sorted(self.labels.items())}|{self.state}".encode()
+        return base64.b64encode(hashlib.sha1(raw).digest()[:8]).decode()
+
+    def ready(self) -> Batcher:
+        """The batcher to predict with; :class:`NotReadyError` unless READY."""
+        if self.state != READY or self.batcher is None:
+            detail = (
+                f": {self.error_message}" if self.state == FAILED and self.error_message else ""
+            )
+            raise NotReadyError(
+                f"Version {self.name} of model {self.model} is not ready (state {self.state}){detail}"
+            )
+        return self.batcher
+
+    def resource(self, project: str, *, is_default: bool) -> dict[str, Any]:
+        """The AI Platform ``Version`` JSON for this version."""
+        out: dict[str, Any] = {
+            "name": f"projects/{project}/models/{self.model}/versions/{self.name}",
+            "deploymentUri": self.deployment_uri,
+            "createTime": rfc3339(self.create_time),
+            "state": self.state,
+            "isDefault": is_default,
+            "etag": self.etag,
+        }
+        if self.last_use_time is not None:
+            out["lastUseTime"] = rfc3339(self.last_use_time)
+        if self.framework_api_name:
+            out["framework"] = self.framework_api_name
+        if self.prediction_class:
+            out["predictionClass"] = self.prediction_class
+        if self.package_uris:
+            out["packageUris"] = list(self.package_uris)
+        if self.description:
+            out["description"] = self.description
+        if self.labels:
+            out["labels"] = dict(self.labels)
+        if self.error_message:
+            out["errorMessage"] = self.error_message
+        return out
+
+
+@dataclass
+class Model:
+    """A model: a name, its versions and which one is the default."""
+
+    name: str
+    description: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, Version] = field(default_factory=dict)
+    default_version: str | None = None
+    create_time: float = field(default_factory=time.time)
+
+    def resource(self, project: str) -> dict[str, Any]:
+        """The AI Platform ``Model`` JSON, with ``defaultVersion`` when there is one."""
+        out: dict[str, Any] = {"name": f"projects/{project}/models/{self.name}"}
+        if self.description:
+            out["description"] = self.description
+        if self.labels:
+            out["labels"] = dict(self.labels)
+        default = self.versions.get(self.default_version or "")
+        if default is not None:
+            out["defaultVersion"] = default.resource(project, is_default=True)
+        out["regions"] = ["local"]
+        raw = f"{self.name}|{self.default_version}|{self.description}".encode()
+        out["etag"] = base64.b64encode(hashlib.sha1(raw).digest()[:8]).decode()
+        return out
+
+
+class Registry:
+    """Every model and version served; resolves predict targets.
+
+    :param settings: batching settings applied to every version.
+    :param on_batch: ``factory(model, version) -> hook`` for per-batch metrics.
+    """
+
+    def __init__(
+        self,
+        settings: BatchSettings | None = None,
+        *,
+        on_batch: Any = None,
+    ) -> None:
+        self.settings = settings or BatchSettings()
+        self.models: dict[str, Model] = {}
+        self._on_batch = on_batch
+        self._lock = threading.Lock()
+
+    # -- building ---------------------------------------------------------------------
+
+    def add_model(self, name: str, *, description: str = "") -> Model:
+        """Create (or return) model ``name``."""
+        with self._lock:
+            model = self.models.get(name)
+            if model is None:
+                model = self.models[name] = Model(name=name, description=description)
+            return model
+
+    def add_version(
+        self,
+        model: str,
+        name: str,
+        *,
+        deployment_uri: str,
+        framework: str | None = None,
+        prediction_class: str | None = None,
+        package_uris: list[str] | None = None,
+        description: str = "",
+    ) -> Version:
+        """Register a version in state CREATING; the first version becomes the default."""
+        m = self.add_model(model)
+        with self._lock:
+            if name in m.versions:
+                raise PredictorRuntimeError(
+                    f"Version {name} of model {model} already exists", status=409
+                )
+            version = Version(
+                model=model,
+                name=name,
+                deployment_uri=deployment_uri,
+                framework=framework,
+                prediction_class=prediction_class,
+                package_uris=list(package_uris or []),
+                description=description,
+            )
+            m.versions[name] = version
+            if m.default_version is None:
+                m.default_version = name
+            return version
+
+    def load_version(self, version: Version, *, state_dir: str | None = None) -> Version:
+        """Load the version's model (blocking); READY on success, FAILED with the message."""
+        from ..loader import load_model
+        from ..plugins import framework_registry
+
+        try:
+            loaded = load_model(
+                version.deployment_uri.removeprefix("file://"),
+                framework=version.framework,
+                prediction_class=version.prediction_class,
+                packages=version.package_uris,
+                state_dir=state_dir,
+            )
+            self.attach(version, loaded)
+        except PredictorRuntimeError as exc:
+            version.error_message = exc.message
+            version.state = FAILED
+            raise
+        except Exception as exc:
+            version.error_message = f"{type(exc).__name__}: {exc}"
+            version.state = FAILED
+            raise
+        try:
+            version.framework_api_name = framework_registry().get(loaded.framework).api_name
+        except PredictorRuntimeError:
+            version.framework_api_name = None
+        return version
+
+    def attach(self, version: Version, loaded: Any) -> Version:
+        """Make ``version`` READY with an already loaded model (a ``LoadedModel``)."""
+        s = self.settings
+        dispatcher = Dispatcher(loaded, max_batch_size=s.max_batch_size, decode_b64=s.decode_b64)
+        hook: BatchHook | None = None
+        if self._on_batch is not None:
+            hook = self._on_batch(version.model, version.name)
+        version.dispatcher = dispatcher
+        version.batcher = Batcher(
+            dispatcher,
+            max_batch_size=s.max_batch_size,
+            max_batch_delay_ms=s.max_batch_delay_ms,
+            on_batch=hook,
+        )
+        version.error_message = ""
+        version.state = READY
+        return version
+
+    # -- lookups ----------------------------------------------------------------------
+
+    def model(self, name: str) -> Model:
+        """Model ``name``; :class:`NotFoundError` if unknown."""
+        model = self.models.get(name)
+        if model is None:
+            raise NotFoundError(f"Model not found: {name}")
+        return model
+
+    def version(self, model: str, name: str | None = None) -> Version:
+        """Version ``name`` of ``model`` (its default when ``name`` is None)."""
+        m = self.model(model)
+        if name is None:
+            name = m.default_version
+            if name is None:
+                raise NotFoundError(f"Model {model} has no default version")
+        version = m.versions.get(name)
+        if version is None:
+            raise NotFoundError(f"Version not found: {name} (model {model})")
+        return version
+
+    def settled(self) -> bool:
+        """True once every version is READY or FAILED (what ``/readyz`` reports)."""
+        return all(
+            v.state in (READY, FAILED) for m in self.models.values() for v in m.versions.values()
+        )
+
+    async def aclose(self) -> None:
+        """Stop every version's batcher."""
+        for m in self.models.values():
+            for v in m.versions.values():
+                if v.batcher is not None:
+                    await v.batcher.aclose()
