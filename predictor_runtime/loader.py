@@ -120,7 +120,9 @@ def load_model(
     """
     path = Path(model_dir).expanduser()
     if not path.is_dir():
-        raise ModelLoadError(f"Model directory {str(model_dir)!r} does not exist or is not a directory")
+        raise ModelLoadError(
+            f"Model directory {str(model_dir)!r} does not exist or is not a directory"
+        )
     model_dir = str(path.resolve())
     if pm is None:
         pm = plugin_manager()

@@ -41,8 +41,18 @@ def _sha256(path: Path) -> str:
 
 
 def _pip_install(archive: Path, target: Path) -> None:
-    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-input",
-           "--disable-pip-version-check", "--quiet", "--target", str(target)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--no-input",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--target",
+        str(target),
+    ]
     if importlib.util.find_spec("setuptools") is not None:
         cmd.append("--no-build-isolation")  # no network needed for plain setuptools sdists
     cmd.append(str(archive))

@@ -59,7 +59,9 @@ def model_dir(tmp_path: Path) -> Path:
     return path
 
 
-def run_cli(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, stdin: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """Run ``python -m predictor_runtime ARGS`` in a subprocess."""
     return subprocess.run(
         [sys.executable, "-m", "predictor_runtime", *args],

@@ -10,7 +10,7 @@ import pytest
 
 from .conftest import ECHO_PREDICTOR, run_cli
 
-KWARGS_PREDICTOR = '''
+KWARGS_PREDICTOR = """
 import math
 
 class KwPredictor:
@@ -28,7 +28,7 @@ class KwPredictor:
     @classmethod
     def from_path(cls, model_dir):
         return cls()
-'''
+"""
 
 
 @pytest.fixture
@@ -75,9 +75,7 @@ def test_json_request_keeps_kwargs_and_decodes_b64(custom_args: list[str]) -> No
 def test_text_instances_from_stdin(custom_args: list[str]) -> None:
     proc, out = predict(custom_args, "--text-instances", "-", stdin="a,b\nc d\n")
     assert proc.returncode == 0, proc.stderr
-    assert out == {
-        "predictions": [{"value": "a,b", "kwargs": {}}, {"value": "c d", "kwargs": {}}]
-    }
+    assert out == {"predictions": [{"value": "a,b", "kwargs": {}}, {"value": "c d", "kwargs": {}}]}
 
 
 @pytest.mark.parametrize(

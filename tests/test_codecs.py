@@ -142,7 +142,13 @@ class TestRecordsToColumns:
 
 class TestSerialize:
     def test_numpy_and_non_finite(self) -> None:
-        preds = [np.float32(1.5), np.int64(2), np.bool_(True), float("nan"), np.array([1.0, np.inf])]
+        preds = [
+            np.float32(1.5),
+            np.int64(2),
+            np.bool_(True),
+            float("nan"),
+            np.array([1.0, np.inf]),
+        ]
         body = codecs.predictions_body(preds)
         assert json.loads(body) == {"predictions": [1.5, 2, True, None, [1.0, None]]}
 

@@ -120,9 +120,7 @@ def test_predict_without_kwargs() -> None:
         dispatcher.predict_body(body([1], b=1, a=2))
 
 
-@pytest.mark.parametrize(
-    ("rule", "decoded"), [("auto", True), ("always", True), ("never", False)]
-)
+@pytest.mark.parametrize(("rule", "decoded"), [("auto", True), ("always", True), ("never", False)])
 def test_b64_rule_for_custom(rule: str, decoded: bool) -> None:
     rec = Recorder()
     enc = base64.b64encode(b"hello").decode()

@@ -40,5 +40,7 @@ def test_hook_is_documented_in_readme(hook: str) -> None:
 
 @pytest.mark.parametrize("hook", HOOKS)
 def test_hook_has_tests(hook: str) -> None:
-    sources = [p.read_text() for p in (ROOT / "tests").glob("test_*.py") if p.name != Path(__file__).name]
+    sources = [
+        p.read_text() for p in (ROOT / "tests").glob("test_*.py") if p.name != Path(__file__).name
+    ]
     assert any(f"def {hook}(" in src for src in sources), f"no test implements {hook}"

@@ -104,13 +104,17 @@ def test_two_candidates_is_an_error(fw_pm: pluggy.PluginManager, model_dir: Path
     assert "--framework" in message
 
 
-def test_two_files_of_one_framework_is_an_error(fw_pm: pluggy.PluginManager, model_dir: Path) -> None:
+def test_two_files_of_one_framework_is_an_error(
+    fw_pm: pluggy.PluginManager, model_dir: Path
+) -> None:
     touch(model_dir, "model.beta", "other.b")
     with pytest.raises(FrameworkNotFoundError, match="model.beta \\(beta\\), other.b \\(beta\\)"):
         load_model(model_dir, pm=fw_pm)
 
 
-def test_nothing_found_lists_files_and_choices(fw_pm: pluggy.PluginManager, model_dir: Path) -> None:
+def test_nothing_found_lists_files_and_choices(
+    fw_pm: pluggy.PluginManager, model_dir: Path
+) -> None:
     touch(model_dir, "notes.txt")
     with pytest.raises(FrameworkNotFoundError) as info:
         load_model(model_dir, pm=fw_pm)

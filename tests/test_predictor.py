@@ -112,7 +112,10 @@ class NoInstances:
     [
         (NoFromPath, "NoFromPath must implement the from_path classmethod"),
         (NoPredict, "NoPredict is missing the required predict method"),
-        (TwoPositional, r"invalid signature.*User signature: \(self, instances, extra, \*\*kwargs\)"),
+        (
+            TwoPositional,
+            r"invalid signature.*User signature: \(self, instances, extra, \*\*kwargs\)",
+        ),
         (NoInstances, r"invalid signature.*Expected signature: \(self, instances, \*\*kwargs\)"),
     ],
 )
