@@ -14,7 +14,7 @@ batches grow by themselves to whatever arrived during the previous call. With
 ``max_batch_delay_ms > 0`` the worker additionally waits up to that long after the oldest
 request arrived for more rows (useful for models whose call cost is large and flat, at the
 price of latency); the default is 0 because continuous batching already fills batches under
-load (see ``benchmarks/load_README_section.md``).
+load (see ``benchmarks/README.md``).
 
 Adaptive wait: with closed-loop clients (each connection sends its next request when its
 previous answer arrives), plain continuous batching degenerates: right after a batch of 16

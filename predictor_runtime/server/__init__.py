@@ -1,6 +1,6 @@
 """The prediction server behind ``python -m predictor_runtime serve``.
 
-Stack, chosen by measurement (see ``benchmarks/load_README_section.md``): uvicorn with
+Stack, chosen by measurement (see ``benchmarks/README.md``): uvicorn with
 its ``httptools`` HTTP parser and the ``uvloop`` event loop, running a thin hand-written
 ASGI application (:mod:`.app`). Measured on this project's 2-core machine, server pinned
 to one core, ``wrk -c16`` POSTing a one-instance JSON body to an endpoint that parses it
