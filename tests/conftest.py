@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +10,9 @@ import pluggy
 import pytest
 
 from predictor_runtime.plugins import get_plugin_manager
+from predictor_runtime.testing import run_cli
+
+__all__ = ["ECHO_PREDICTOR", "run_cli"]
 
 ECHO_PREDICTOR = '''
 class EchoPredictor:
@@ -57,18 +58,3 @@ def model_dir(tmp_path: Path) -> Path:
     path = tmp_path / "model"
     path.mkdir()
     return path
-
-
-def run_cli(
-    *args: str, stdin: str | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess:
-    """Run ``python -m predictor_runtime ARGS`` in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "predictor_runtime", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-        check=False,
-    )
