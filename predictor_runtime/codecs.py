@@ -120,6 +120,19 @@ def decode_b64(instances: list[Any], body: bytes | str | None = None) -> list[An
     return [_decode_value(inst, i) for i, inst in enumerate(instances)]
 
 
+def is_number_like(value: Any) -> bool:
+    """Whether numpy turns ``value`` into a float: a number, a bool, null, a numeric string."""
+    if value is None or isinstance(value, bool | int | float):
+        return True
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
 def _diagnose(instances: Sequence[Any], n_features: int | None) -> InvalidInstanceError:
     """Find the first instance that keeps ``instances`` from being one numeric 2-D array."""
     width = n_features
@@ -138,14 +151,8 @@ def _diagnose(instances: Sequence[Any], n_features: int | None) -> InvalidInstan
             what = "features" if n_features is not None else "values (as instance 0)"
             return InvalidInstanceError(i, f"expected {width} {what}, got {len(inst)}")
         for j, v in enumerate(inst):
-            if v is None or isinstance(v, bool | int | float):
+            if is_number_like(v):
                 continue
-            if isinstance(v, str):
-                try:
-                    float(v)
-                    continue
-                except ValueError:
-                    pass
             return InvalidInstanceError(
                 i, f"feature {j}: expected a number (or null), got {describe(v)}"
             )

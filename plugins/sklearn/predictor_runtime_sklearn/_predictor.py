@@ -18,14 +18,13 @@ from predictor_runtime.errors import (
     ModelLoadError,
     describe,
 )
+from predictor_runtime.modelfiles import load_error, load_pickle
 
 from . import MODEL_FILES, SklearnFramework
 
 
 def _load_error(model_dir: str, detail: str) -> ModelLoadError:
-    return ModelLoadError(
-        f"Failed to load model: could not load the sklearn model in {model_dir}: {detail}"
-    )
+    return load_error("sklearn", model_dir, detail)
 
 
 def find_model_file(model_dir: str) -> Path:
@@ -39,28 +38,6 @@ def find_model_file(model_dir: str) -> Path:
     if not present:
         raise _load_error(model_dir, f"no model file: expected {' or '.join(MODEL_FILES)}")
     return present[0]
-
-
-def load_object(path: Path, model_dir: str, framework: str = "sklearn") -> Any:
-    """Unpickle ``path`` with joblib (which also reads plain pickles)."""
-    import joblib
-
-    if path.stat().st_size == 0:
-        raise _load_error(model_dir, f"{path.name} is empty")
-    try:
-        return joblib.load(path)
-    except ModuleNotFoundError as exc:
-        raise _load_error(
-            model_dir,
-            f"{path.name} needs the Python module {exc.name!r}, which is not installed "
-            "(install the library the model was saved with)",
-        ) from exc
-    except Exception as exc:
-        raise _load_error(
-            model_dir,
-            f"{path.name} cannot be unpickled (not a joblib/pickle file, truncated, or saved "
-            f"with incompatible library versions): {type(exc).__name__}: {exc}",
-        ) from exc
 
 
 def is_xgboost_model(obj: Any) -> bool:
@@ -88,7 +65,7 @@ def _hand_off_to_xgboost(obj: Any, model_dir: str, path: Path) -> Any:
 def load(model_dir: str) -> Any:
     """The ``from_path`` of the sklearn framework."""
     path = find_model_file(model_dir)
-    model = load_object(path, model_dir)
+    model = load_pickle(path, model_dir, "sklearn")
     if is_xgboost_model(model):
         return _hand_off_to_xgboost(model, model_dir, path)
     if not callable(getattr(model, "predict", None)):

@@ -15,16 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from predictor_runtime.codecs import records_to_columns, to_array
+from predictor_runtime.codecs import is_number_like, records_to_columns, to_array
 from predictor_runtime.errors import InvalidInstanceError, ModelLoadError, describe
+from predictor_runtime.modelfiles import load_error, load_pickle
 
 from . import MODEL_FILES, NATIVE_FILES, XGBoostFramework
 
 
 def _load_error(model_dir: str, detail: str) -> ModelLoadError:
-    return ModelLoadError(
-        f"Failed to load model: could not load the xgboost model in {model_dir}: {detail}"
-    )
+    return load_error("xgboost", model_dir, detail)
 
 
 def _xgboost_message(exc: Exception) -> str:
@@ -67,27 +66,6 @@ def load_native(path: Path, model_dir: str) -> Any:
     return booster
 
 
-def load_pickle(path: Path, model_dir: str) -> Any:
-    """Unpickle a joblib/pickle file (joblib also reads plain pickles)."""
-    import joblib
-
-    if path.stat().st_size == 0:
-        raise _load_error(model_dir, f"{path.name} is empty")
-    try:
-        return joblib.load(path)
-    except ModuleNotFoundError as exc:
-        raise _load_error(
-            model_dir,
-            f"{path.name} needs the Python module {exc.name!r}, which is not installed",
-        ) from exc
-    except Exception as exc:
-        raise _load_error(
-            model_dir,
-            f"{path.name} cannot be unpickled (not a joblib/pickle file, truncated, or saved "
-            f"with incompatible library versions): {type(exc).__name__}: {exc}",
-        ) from exc
-
-
 def to_booster(obj: Any, model_dir: str, model_file: str) -> Any:
     """The Booster of an unpickled object: itself, or the scikit-learn wrapper's booster."""
     import xgboost
@@ -117,7 +95,7 @@ def load(model_dir: str) -> XGBoostPredictor:
     if path.name in NATIVE_FILES:
         booster = load_native(path, model_dir)
     else:
-        booster = to_booster(load_pickle(path, model_dir), model_dir, path.name)
+        booster = to_booster(load_pickle(path, model_dir, "xgboost"), model_dir, path.name)
     return XGBoostPredictor(booster, model_dir=model_dir, model_file=path.name)
 
 
@@ -173,14 +151,8 @@ def _diagnose_columns(columns: dict[str, list[Any]]) -> InvalidInstanceError:
     for i in range(count):
         for name, values in columns.items():
             v = values[i]
-            if v is None or isinstance(v, bool | int | float):
+            if is_number_like(v):
                 continue
-            if isinstance(v, str):
-                try:
-                    float(v)
-                    continue
-                except ValueError:
-                    pass
             return InvalidInstanceError(
                 i, f"input {name!r}: expected a number (or null), got {describe(v)}"
             )
