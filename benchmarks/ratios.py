@@ -39,7 +39,7 @@ def main() -> None:
         base = next((b for b in benches if pattern.search(b["name"])), None)
         for b in benches:
             median = b["stats"]["median"]
-            ratio = f"{median / base['stats']['median']:.2f}x" if base else "–"
+            ratio = f"{median / base['stats']['median']:.2f}x" if base else "-"
             marker = " (baseline)" if b is base else ""
             print(f"| {group} | `{b['name']}`{marker} | {_fmt(median)} | {ratio} |")
 

@@ -1,6 +1,7 @@
 """SQLite persistence of models, versions and operations under the state directory.
 
-One file, ``<state_dir>/state.sqlite3``, in WAL mode. Every write is one transaction, so a
+One file, ``<state_dir>/state.sqlite3``, in WAL mode (or an in-memory database when no
+state directory is given, for servers built in tests). Every write is one transaction, so a
 crash mid-write leaves the previous consistent state. Resources are stored as the JSON the
 API shows (AI Platform's ``Model``, ``Version``, ``Operation`` field names) plus the few
 columns needed to find them, so the schema does not chase every field.
@@ -41,14 +42,22 @@ STATE_FILE = "state.sqlite3"
 class Store:
     """Transactional storage of API resources; safe to share between threads.
 
-    :param state_dir: the server's state directory (created if missing).
+    Never share one across ``fork()``: close it in the parent and open a new one in each
+    child (SQLite connections must not cross a fork).
+
+    :param state_dir: the server's state directory (created if missing); None for an
+        in-memory database.
     """
 
-    def __init__(self, state_dir: str | Path) -> None:
-        self.path = Path(state_dir) / STATE_FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, state_dir: str | Path | None) -> None:
+        self.path: Path | None = None
+        target = ":memory:"
+        if state_dir is not None:
+            self.path = Path(state_dir) / STATE_FILE
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            target = str(self.path)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(SCHEMA)
@@ -69,6 +78,14 @@ class Store:
         """Close the database connection."""
         with self._lock:
             self._conn.close()
+
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: changes when another connection commits.
+
+        A cheap way (microseconds) for each worker to notice the others' writes.
+        """
+        with self._lock:
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
     # -- writes (each may also run inside a caller's transaction) ----------------------
 
@@ -110,6 +127,22 @@ class Store:
             (resource["name"], create, orjson.dumps(resource).decode()),
         )
 
+    def touch_versions(self, items: list[tuple[str, str, str]]) -> None:
+        """Raise ``lastUseTime`` of ``(model, version, rfc3339)`` items, in one transaction.
+
+        Only moves the time forward (another worker may have written a later one) and
+        touches nothing else of the resource, so it cannot undo a concurrent patch.
+        """
+        if not items:
+            return
+        with self.transaction() as tx:
+            tx.executemany(
+                "UPDATE versions SET resource = json_set(resource, '$.lastUseTime', ?3) "
+                "WHERE model = ?1 AND name = ?2 "
+                "AND coalesce(json_extract(resource, '$.lastUseTime'), '') < ?3",
+                items,
+            )
+
     def _write(self, conn: sqlite3.Connection | None, sql: str, args: tuple[Any, ...]) -> None:
         if conn is not None:
             conn.execute(sql, args)
@@ -119,19 +152,50 @@ class Store:
 
     # -- reads ---------------------------------------------------------------------------
 
-    def models(self) -> list[dict[str, Any]]:
-        """Every stored model resource, by name."""
-        return self._read("SELECT resource FROM models ORDER BY name", ())
+    def models(self, conn: sqlite3.Connection | None = None) -> list[dict[str, Any]]:
+        """Every stored model resource, by name (pass ``conn`` inside a transaction)."""
+        return self._read("SELECT resource FROM models ORDER BY name", (), conn)
 
-    def versions(self, model: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    def get_model(self, name: str, conn: sqlite3.Connection | None = None) -> dict[str, Any] | None:
+        """One model resource, or None (pass ``conn`` inside a transaction)."""
+        found = self._read("SELECT resource FROM models WHERE name = ?", (name,), conn)
+        return found[0] if found else None
+
+    def get_version(
+        self, model: str, name: str, conn: sqlite3.Connection | None = None
+    ) -> dict[str, Any] | None:
+        """One version resource, or None (pass ``conn`` inside a transaction)."""
+        found = self._read(
+            "SELECT resource FROM versions WHERE model = ? AND name = ?", (model, name), conn
+        )
+        return found[0] if found else None
+
+    def pending_operations(
+        self, model: str, version: str, conn: sqlite3.Connection | None = None
+    ) -> list[dict[str, Any]]:
+        """Operations not yet done whose internal ``_model``/``_version`` match."""
+        return self._read(
+            "SELECT resource FROM operations WHERE json_extract(resource, '$.done') = 0 "
+            "AND json_extract(resource, '$._model') = ? "
+            "AND json_extract(resource, '$._version') = ?",
+            (model, version),
+            conn,
+        )
+
+    def versions(
+        self, model: str | None = None, conn: sqlite3.Connection | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
         """``(model, version resource)`` pairs, of one model or of all."""
         sql = "SELECT model, resource FROM versions"
         args: tuple[Any, ...] = ()
         if model is not None:
             sql += " WHERE model = ?"
             args = (model,)
-        with self._lock:
-            rows = self._conn.execute(sql + " ORDER BY model, name", args).fetchall()
+        if conn is not None:
+            rows = conn.execute(sql + " ORDER BY model, name", args).fetchall()
+        else:
+            with self._lock:
+                rows = self._conn.execute(sql + " ORDER BY model, name", args).fetchall()
         return [(m, orjson.loads(r)) for m, r in rows]
 
     def operation(self, name: str) -> dict[str, Any] | None:
@@ -143,7 +207,12 @@ class Store:
         """Every operation, newest first."""
         return self._read("SELECT resource FROM operations ORDER BY create_time DESC, name", ())
 
-    def _read(self, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._conn.execute(sql, args).fetchall()
+    def _read(
+        self, sql: str, args: tuple[Any, ...], conn: sqlite3.Connection | None = None
+    ) -> list[dict[str, Any]]:
+        if conn is not None:  # inside a transaction: the lock is already held
+            rows = conn.execute(sql, args).fetchall()
+        else:
+            with self._lock:
+                rows = self._conn.execute(sql, args).fetchall()
         return [orjson.loads(r[0]) for r in rows]

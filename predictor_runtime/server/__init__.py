@@ -21,9 +21,12 @@ the hot path (the app is ~300 lines and resolves routes with a cached path split
 
 Pieces:
 
-- :mod:`.app`: ASGI routing, body limits, predict, health, metrics, read-only
-  models/versions routes, error bodies (``{"error": ...}`` on predict, Google's
-  envelope elsewhere);
+- :mod:`.app`: ASGI routing, body limits, predict, health, metrics, error bodies
+  (``{"error": ...}`` on predict, Google's envelope elsewhere);
+- :mod:`.management`: the models/versions/operations routes (create, patch with
+  ``updateMask`` and ``etag``, setDefault, delete, long-running operations), validation;
+- :mod:`.state`: the SQLite store <-> registry sync (persistence, restart, several
+  workers), background loading, request logging, lazy ``lastUseTime``;
 - :mod:`.registry`: models, versions, states, AI Platform resource shapes;
 - :mod:`predictor_runtime.batching`: adaptive ("continuous") batching per version;
 - :mod:`.metrics`: Prometheus metrics (multiprocess-aware);

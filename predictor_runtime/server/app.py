@@ -1,8 +1,9 @@
-"""The ASGI application: routing, body limits, predict, health, metrics, models/versions.
+"""The ASGI application: routing, body limits, predict, health, metrics, resource routes.
 
 A hand-written ASGI callable (no framework): a route is resolved from the path once and
 cached, the predict hot path is parse -> batcher -> serialize with two ``send`` calls, and
-every failure becomes a JSON body (never a traceback or an HTML page).
+every failure becomes a JSON body (never a traceback or an HTML page). The models,
+versions and operations routes are served by :mod:`.management` over :mod:`.state`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from typing import Any
 import orjson
 
 from .. import codecs
-from ..errors import NotFoundError, PayloadTooLargeError, PredictorRuntimeError
+from ..errors import NotFoundError, NotReadyError, PayloadTooLargeError, PredictorRuntimeError
 from .errors import google_error, predict_error
+from .management import ApiError, Management
 from .metrics import Metrics
 from .registry import Registry
+from .state import ManagedState
 
 logger = logging.getLogger("predictor_runtime.server")
 
@@ -44,6 +47,20 @@ HEALTHZ = 6
 READYZ = 7
 METRICS = 8
 NOT_FOUND = 9
+SET_DEFAULT = 10
+LIST_OPERATIONS = 11
+GET_OPERATION = 12
+
+#: route kind -> resource kind of :class:`.management.Management`
+_RESOURCE_KINDS = {
+    LIST_MODELS: "models",
+    GET_MODEL: "model",
+    LIST_VERSIONS: "versions",
+    GET_VERSION: "version",
+    SET_DEFAULT: "setDefault",
+    LIST_OPERATIONS: "operations",
+    GET_OPERATION: "operation",
+}
 
 _JSON = b"application/json"
 _ROUTE_CACHE_SIZE = 4096
@@ -57,7 +74,7 @@ def resolve(path: str) -> tuple[Any, ...]:
     """Path -> route tuple ``(kind, *params)``; ``(NOT_FOUND,)`` for unknown paths.
 
     Predict: ``(PREDICT, model, version | None)``. Resource routes carry the project
-    (``"-"`` for the short ``/v1/models/...`` aliases).
+    (``"-"`` for the short ``/v1/models/...`` aliases), then model, version or operation.
     """
     if path == "/healthz":
         return (HEALTHZ,)
@@ -74,6 +91,12 @@ def resolve(path: str) -> tuple[Any, ...]:
     if len(parts) >= 2 and parts[0] == "projects":
         project = parts[1]
         parts = parts[2:]
+        if parts and parts[0] == "operations" and all(parts) and project:
+            if len(parts) == 1:
+                return (LIST_OPERATIONS, project)
+            if len(parts) == 2:
+                return (GET_OPERATION, project, parts[1])
+            return (NOT_FOUND,)
     if not parts or parts[0] != "models" or any(not p for p in parts):
         return (NOT_FOUND,)
     rest = parts[1:]
@@ -84,6 +107,8 @@ def resolve(path: str) -> tuple[Any, ...]:
         if not last:
             return (NOT_FOUND,)
     if verb is not None:
+        if verb == "setDefault" and len(rest) == 3 and rest[1] == "versions":
+            return (SET_DEFAULT, project, rest[0], rest[2])
         if verb != "predict":
             return (NOT_FOUND,)
         if len(rest) == 1:
@@ -115,11 +140,13 @@ def _disconnect_probe(receive: Receive) -> Callable[[], bool] | None:
 
 
 class App:
-    """The HTTP API of SPEC section 5 (predict, read-only models/versions, health, metrics).
+    """The HTTP API of SPEC section 5 (predict, models/versions/operations, health, metrics).
 
     :param registry: models and versions served.
     :param metrics: Prometheus metrics (or None to disable ``/metrics``).
     :param max_request_bytes: bodies over this many bytes are answered 413.
+    :param state: store-backed state of the resource routes; by default an in-memory one
+        (nothing persists, no request logging).
     """
 
     def __init__(
@@ -128,10 +155,13 @@ class App:
         *,
         metrics: Metrics | None = None,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        state: ManagedState | None = None,
     ) -> None:
         self.registry = registry
         self.metrics = metrics
         self.max_request_bytes = max_request_bytes
+        self.state = state or ManagedState(registry, metrics=metrics)
+        self.management = Management(self.state)
         self._routes: dict[str, tuple[Any, ...]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -151,7 +181,7 @@ class App:
             if route[0] == PREDICT:
                 await self._predict(route[1], route[2], scope, receive, send)
             else:
-                await self._other(route, scope, send)
+                await self._other(route, scope, receive, send)
         except Exception as exc:  # a runtime bug: JSON 500, traceback only in the log
             sys.stderr.write(f"predictor-runtime: internal error on {path}:\n")
             traceback.print_exc(file=sys.stderr)
@@ -177,10 +207,17 @@ class App:
             return
         m_label = v_label = ""
         close = False
+        body = b""
+        version = None
         try:
-            version = self.registry.version(model, version_name)
+            try:
+                version = self.registry.version(model, version_name)
+                batcher = version.ready()
+            except (NotFoundError, NotReadyError):  # slow path: another worker's change?
+                version = await self.state.resolve(model, version_name)
+                m_label, v_label = version.model, version.name
+                batcher = version.ready()
             m_label, v_label = version.model, version.name
-            batcher = version.ready()
             body = await self._read_body(scope, receive)
             dispatcher = version.dispatcher
             assert dispatcher is not None
@@ -201,6 +238,10 @@ class App:
         await _respond(send, status, out, close=close)
         if self.metrics is not None:
             self.metrics.observe_request(m_label, v_label, status, time.perf_counter() - started)
+        if body and version is not None:
+            log_config = version.request_logging_config
+            if log_config is not None and self.state.request_logger is not None:
+                self.state.request_logger.log(log_config, m_label, v_label, body, out)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         """The whole request body, refusing more than ``max_request_bytes``.
@@ -244,12 +285,18 @@ class App:
 
     # -- everything else --------------------------------------------------------------
 
-    async def _other(self, route: tuple[Any, ...], scope: Scope, send: Send) -> None:
+    async def _other(
+        self, route: tuple[Any, ...], scope: Scope, receive: Receive, send: Send
+    ) -> None:
         kind = route[0]
         method = scope["method"]
         if kind == NOT_FOUND:
             msg = f"The requested URL {scope['path']} was not found on this server"
             await _respond(send, 404, google_error(404, msg))
+            return
+        resource = _RESOURCE_KINDS.get(kind)
+        if resource is not None:
+            await self._resource(resource, route, scope, receive, send)
             return
         if method not in ("GET", "HEAD"):
             msg = f"Method {method} not allowed on {scope['path']}; use GET"
@@ -268,40 +315,38 @@ class App:
                 return
             ctype, body = self.metrics.render()
             await _respond(send, 200, body, content_type=ctype)
-        else:
-            try:
-                payload = self._resource(route)
-            except PredictorRuntimeError as exc:
-                await _respond(send, exc.status, google_error(exc.status, exc.message))
-                return
-            await _respond(send, 200, orjson.dumps(payload))
 
-    def _resource(self, route: tuple[Any, ...]) -> dict[str, Any]:
-        kind, project = route[0], route[1]
-        reg = self.registry
-        if kind == LIST_MODELS:
-            return {"models": [m.resource(project) for m in reg.models.values()]}
-        model = reg.model(route[2])
-        if kind == GET_MODEL:
-            return model.resource(project)
-        if kind == LIST_VERSIONS:
-            return {
-                "versions": [
-                    v.resource(project, is_default=v.name == model.default_version)
-                    for v in model.versions.values()
-                ]
-            }
-        version = model.versions.get(route[3])
-        if version is None:
-            raise NotFoundError(f"Version not found: {route[3]} (model {model.name})")
-        return version.resource(project, is_default=version.name == model.default_version)
+    async def _resource(
+        self, resource: str, route: tuple[Any, ...], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        method = scope["method"]
+        try:
+            body = b""
+            if method in ("POST", "PATCH", "PUT"):
+                body = await self._read_body(scope, receive)
+            status, payload = await self.management.handle(
+                resource, route[1:], method, scope.get("query_string", b""), body
+            )
+        except ApiError as exc:
+            extra = ((b"allow", exc.allow.encode()),) if exc.allow else ()
+            err = google_error(exc.status, exc.message, exc.google_status)
+            await _respond(send, exc.status, err, extra=extra)
+            return
+        except ClientDisconnected:
+            return
+        except PredictorRuntimeError as exc:
+            await _respond(send, exc.status, google_error(exc.status, exc.message))
+            return
+        await _respond(send, status, orjson.dumps(payload))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                await self.state.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.state.aclose()
                 await self.registry.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

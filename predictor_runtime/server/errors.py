@@ -36,7 +36,11 @@ def predict_error(message: str) -> bytes:
     return codecs.error_body(message)
 
 
-def google_error(status: int, message: str) -> bytes:
-    """Google's error envelope for ``status`` with ``message``."""
-    name = GOOGLE_STATUS.get(status, "UNKNOWN" if status < 500 else "INTERNAL")
+def google_error(status: int, message: str, name: str | None = None) -> bytes:
+    """Google's error envelope for ``status`` with ``message``.
+
+    :param name: the ``google.rpc.Code`` name when the status alone is ambiguous (409 is
+        ``ABORTED`` or ``ALREADY_EXISTS``; 400 may be ``FAILED_PRECONDITION``).
+    """
+    name = name or GOOGLE_STATUS.get(status, "UNKNOWN" if status < 500 else "INTERNAL")
     return orjson.dumps({"error": {"code": status, "message": message, "status": name}})

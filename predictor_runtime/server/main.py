@@ -3,6 +3,11 @@
 With no model flags, serves the bundled iris example (a scikit-learn model behind an AI
 Platform custom prediction routine), trained into ``<state-dir>/example/iris`` on first
 use, so the first command a newcomer runs works.
+
+Models and versions created through the API persist in ``<state-dir>/state.sqlite3`` and
+are restored (and reloaded in the background) at the next start. The command-line model
+is *not* persisted: it is re-registered from the flags at every start (changes made to it
+through the API last until the server stops); see :mod:`.state`.
 """
 
 from __future__ import annotations
@@ -116,6 +121,7 @@ def _serve_on(config: ServeConfig, sock: object, state_dir: str, out: TextIO) ->
     from .app import App
     from .metrics import Metrics
     from .registry import BatchSettings, Registry
+    from .state import ManagedState
 
     opts = config.server
     host, port = sock.getsockname()[:2]  # type: ignore[attr-defined]
@@ -168,7 +174,13 @@ def _serve_on(config: ServeConfig, sock: object, state_dir: str, out: TextIO) ->
         out.write(f"Listening on {base} (workers: {opts.workers}; predict: POST {predict_url})\n")
         out.flush()
 
+    state = ManagedState(registry, state_dir=state_dir, metrics=metrics)
+    try:
+        state.prepare()  # before any fork: closes its SQLite connection when done
+    except Exception as exc:
+        raise ServeError(f"cannot use the state directory {state_dir}: {exc}") from exc
+
     def build_app() -> App:
-        return App(registry, metrics=metrics, max_request_bytes=opts.max_request_bytes)
+        return App(registry, metrics=metrics, max_request_bytes=opts.max_request_bytes, state=state)
 
     return serve_forever(build_app, sock, opts, announce)  # type: ignore[arg-type]

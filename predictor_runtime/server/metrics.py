@@ -7,7 +7,9 @@ Metrics (labels ``model``, ``version``; ``code`` is the HTTP status):
 - ``predictor_request_duration_seconds{model,version}``: time from request to response;
 - ``predictor_batch_size_rows{model,version}``: rows per model call (adaptive batching);
 - ``predictor_batch_requests{model,version}``: requests merged into one model call;
-- ``predictor_model_call_duration_seconds{model,version}``: time inside the model call.
+- ``predictor_model_call_duration_seconds{model,version}``: time inside the model call;
+- ``predictor_request_log_dropped_total{table}``: request-log rows that could not be
+  written (queue full or SQLite error), per log table.
 
 Requests for unknown models are counted with empty ``model``/``version`` labels so that
 random names cannot blow up the label set.
@@ -80,7 +82,17 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=reg,
         )
+        self.request_log_dropped = Counter(
+            "predictor_request_log_dropped",
+            "Request-log rows dropped because the writer queue was full or a write failed.",
+            ("table",),
+            registry=reg,
+        )
         self._children: dict[tuple[str, str, int], Any] = {}
+
+    def log_dropped(self, table: str) -> None:
+        """Count one request-log row that was not written (``RequestLogger(on_drop=...)``)."""
+        self.request_log_dropped.labels(table).inc()
 
     def observe_request(self, model: str, version: str, code: int, seconds: float) -> None:
         """Count one answered predict request and its latency."""

@@ -1,15 +1,14 @@
 """The models and versions a server serves, with their state and AI Platform resource shapes.
 
-Kept free of HTTP so that the later models/versions API (create, patch, delete, with
-SQLite persistence under the state dir) can drive the same objects: a store would save
-:class:`Model` / :class:`Version` fields and rebuild them with :meth:`Registry.add_model`
-and :meth:`Registry.add_version`, then :meth:`Registry.load_version` in the background.
+Kept free of HTTP and of SQLite: :mod:`.state` mirrors the store into these objects
+(and :mod:`.management` writes the store), then :meth:`Registry.load_version` runs in
+the background.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,18 @@ CREATING = "CREATING"
 READY = "READY"
 FAILED = "FAILED"
 DELETING = "DELETING"
+
+
+def new_etag() -> str:
+    """A fresh random etag (AI Platform's optimistic-concurrency token)."""
+    return base64.b64encode(os.urandom(8)).decode()
+
+
+def parse_rfc3339(text: str | None) -> float | None:
+    """The inverse of :func:`rfc3339` (None stays None)."""
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def rfc3339(ts: float | None) -> str | None:
@@ -61,12 +72,20 @@ class Version:
     framework_api_name: str | None = None
     dispatcher: Dispatcher | None = None
     batcher: Batcher | None = None
-
-    @property
-    def etag(self) -> str:
-        """Changes whenever a user-visible field changes (AI Platform's optimistic lock)."""
-        raw = f"{self.description}|{sorted(self.labels.items())}|{self.state}".encode()
-        return base64.b64encode(hashlib.sha1(raw).digest()[:8]).decode()
+    #: ``requestLoggingConfig`` (validated) or None; read once per predict request.
+    request_logging_config: dict[str, Any] | None = None
+    auto_scaling: dict[str, Any] | None = None
+    manual_scaling: dict[str, Any] | None = None
+    #: other AI Platform fields given at creation (runtimeVersion, machineType...), reported.
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: changes on every successful patch, setDefault and state change.
+    etag: str = field(default_factory=new_etag)
+    #: registered from command-line flags (re-created at each start, not restored).
+    ephemeral: bool = False
+    #: state/error as recorded in the shared store (set when a store drives the registry);
+    #: with several workers each loads its own copy, so the local ``state`` may lag.
+    shared_state: str | None = None
+    shared_error: str = ""
 
     def ready(self) -> Batcher:
         """The batcher to predict with; :class:`NotReadyError` unless READY."""
@@ -85,10 +104,11 @@ class Version:
             "name": f"projects/{project}/models/{self.model}/versions/{self.name}",
             "deploymentUri": self.deployment_uri,
             "createTime": rfc3339(self.create_time),
-            "state": self.state,
+            "state": self.shared_state or self.state,
             "isDefault": is_default,
             "etag": self.etag,
         }
+        error = self.shared_error if self.shared_state else self.error_message
         if self.last_use_time is not None:
             out["lastUseTime"] = rfc3339(self.last_use_time)
         if self.framework_api_name:
@@ -101,8 +121,16 @@ class Version:
             out["description"] = self.description
         if self.labels:
             out["labels"] = dict(self.labels)
-        if self.error_message:
-            out["errorMessage"] = self.error_message
+        if self.request_logging_config:
+            out["requestLoggingConfig"] = dict(self.request_logging_config)
+        if self.auto_scaling is not None:
+            out["autoScaling"] = dict(self.auto_scaling)
+        if self.manual_scaling is not None:
+            out["manualScaling"] = dict(self.manual_scaling)
+        for key, value in self.extra.items():
+            out.setdefault(key, value)
+        if error:
+            out["errorMessage"] = error
         return out
 
 
@@ -116,6 +144,9 @@ class Model:
     versions: dict[str, Version] = field(default_factory=dict)
     default_version: str | None = None
     create_time: float = field(default_factory=time.time)
+    extra: dict[str, Any] = field(default_factory=dict)
+    etag: str = field(default_factory=new_etag)
+    ephemeral: bool = False
 
     def resource(self, project: str) -> dict[str, Any]:
         """The AI Platform ``Model`` JSON, with ``defaultVersion`` when there is one."""
@@ -128,8 +159,9 @@ class Model:
         if default is not None:
             out["defaultVersion"] = default.resource(project, is_default=True)
         out["regions"] = ["local"]
-        raw = f"{self.name}|{self.default_version}|{self.description}".encode()
-        out["etag"] = base64.b64encode(hashlib.sha1(raw).digest()[:8]).decode()
+        for key, value in self.extra.items():
+            out.setdefault(key, value)
+        out["etag"] = self.etag
         return out
 
 

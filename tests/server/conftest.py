@@ -62,12 +62,17 @@ def start_live_server(
     max_request_bytes: int = 1_572_864,
     batching: bool = True,
     metrics: bool = True,
+    state_dir: Path | None = None,
 ) -> LiveServer:
-    """Registry with model ``echo`` version ``v1`` (READY) and a running uvicorn server."""
+    """Registry with model ``echo`` version ``v1`` (READY) and a running uvicorn server.
+
+    With ``state_dir``, the resource routes persist there (and request logging works).
+    """
     import uvicorn
 
     from predictor_runtime.server.metrics import Metrics
     from predictor_runtime.server.runner import _uvicorn_config
+    from predictor_runtime.server.state import ManagedState
 
     batches: list[tuple[int, int]] = []
     met = Metrics() if metrics else None
@@ -89,7 +94,8 @@ def start_live_server(
         pred.batching = False
     version = registry.add_version("echo", "v1", deployment_uri="/nonexistent/echo")
     registry.attach(version, LoadedModel.wrap(pred, "custom", "/nonexistent/echo"))
-    app = App(registry, metrics=met, max_request_bytes=max_request_bytes)
+    state = ManagedState(registry, state_dir=state_dir, metrics=met) if state_dir else None
+    app = App(registry, metrics=met, max_request_bytes=max_request_bytes, state=state)
     sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = uvicorn.Server(_uvicorn_config(app, ServerOptions(graceful_timeout=5)))

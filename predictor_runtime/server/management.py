@@ -1,0 +1,586 @@
+"""The models / versions / operations routes of AI Platform's ``ml v1`` API.
+
+=====================================================  ======================================
+route                                                  methods
+=====================================================  ======================================
+``/v1/projects/{p}/models``                            GET (list), POST (create Model)
+``/v1/projects/{p}/models/{m}``                        GET, PATCH (Operation), DELETE (Operation)
+``/v1/projects/{p}/models/{m}/versions``               GET (list), POST (create: Operation)
+``/v1/projects/{p}/models/{m}/versions/{v}``           GET, PATCH (Operation), DELETE (Operation)
+``/v1/projects/{p}/models/{m}/versions/{v}:setDefault``  POST (Version)
+``/v1/projects/{p}/operations[/{id}]``                 GET
+=====================================================  ======================================
+
+Every write is one transaction of the SQLite store that re-reads what it changes (so the
+existence and ``etag`` checks hold across worker processes), then the local registry is
+re-synced from the store (:mod:`.state`). Errors use Google's envelope, with messages that
+name the field or resource at fault.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from ..errors import PredictorRuntimeError
+from ..request_log import validate_logging_config
+from .registry import CREATING, Version, new_etag, rfc3339
+from .state import ManagedState, version_record
+
+META_TYPE = "type.googleapis.com/google.cloud.ml.v1.OperationMetadata"
+EMPTY_TYPE = "type.googleapis.com/google.protobuf.Empty"
+MODEL_TYPE = "type.googleapis.com/google.cloud.ml.v1.Model"
+VERSION_TYPE = "type.googleapis.com/google.cloud.ml.v1.Version"
+
+#: AI Platform: letters, digits and underscores, starting with a letter.
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
+NAME_RULE = "must start with a letter and contain only letters, numbers and underscores"
+
+MODEL_FIELDS = {"name", "description", "labels"}
+MODEL_PASSTHROUGH = {"regions", "onlinePredictionLogging", "onlinePredictionConsoleLogging"}
+MODEL_OUTPUT_ONLY = {"etag", "defaultVersion"}
+VERSION_FIELDS = {
+    "name", "deploymentUri", "framework", "predictionClass", "packageUris", "labels",
+    "description", "requestLoggingConfig", "autoScaling", "manualScaling",
+}  # fmt: skip
+VERSION_PASSTHROUGH = {
+    "runtimeVersion", "pythonVersion", "machineType", "serviceAccount", "acceleratorConfig",
+    "explanationConfig", "container", "routes",
+}  # fmt: skip
+VERSION_OUTPUT_ONLY = {
+    "createTime", "lastUseTime", "state", "isDefault", "etag", "errorMessage",
+    "lastMigrationModelId", "lastMigrationTime",
+}  # fmt: skip
+MODEL_MASK = ("description", "labels")
+VERSION_MASK = ("description", "labels", "requestLoggingConfig", "autoScaling", "manualScaling")
+
+_METHODS = {
+    "models": ("GET", "POST"),
+    "model": ("GET", "PATCH", "DELETE"),
+    "versions": ("GET", "POST"),
+    "version": ("GET", "PATCH", "DELETE"),
+    "setDefault": ("POST",),
+    "operations": ("GET",),
+    "operation": ("GET",),
+}
+
+
+class ApiError(PredictorRuntimeError):
+    """An error of the management API: HTTP status, Google status name, message."""
+
+    def __init__(
+        self, status: int, google_status: str, message: str, *, allow: str | None = None
+    ) -> None:
+        super().__init__(message, status=status)
+        self.google_status = google_status
+        self.allow = allow
+
+
+def invalid(message: str) -> ApiError:
+    """400 INVALID_ARGUMENT."""
+    return ApiError(400, "INVALID_ARGUMENT", message)
+
+
+def not_found(message: str) -> ApiError:
+    """404 NOT_FOUND."""
+    return ApiError(404, "NOT_FOUND", message)
+
+
+class Management:
+    """Handles the resource routes over a :class:`~.state.ManagedState`."""
+
+    def __init__(self, state: ManagedState) -> None:
+        self.state = state
+
+    async def handle(
+        self, kind: str, params: tuple[str, ...], method: str, query: bytes, body: bytes
+    ) -> tuple[int, Any]:
+        """Serve one request; ``kind`` is a key of ``_METHODS``; returns (status, JSON)."""
+        allowed = _METHODS[kind]
+        if method == "HEAD":
+            method = "GET"
+        if method not in allowed:
+            raise ApiError(
+                405,
+                "UNIMPLEMENTED",
+                f"Method {method} not allowed here; use {', '.join(allowed)}",
+                allow=", ".join(allowed),
+            )
+        self.state.sync()
+        project = params[0]
+        if kind in ("operations", "operation"):
+            return 200, self._operations(project, params[1] if kind == "operation" else None)
+        args = params[1:]
+        if method == "GET":
+            return 200, self._get(kind, project, args)
+        handler = getattr(self, f"_{method.lower()}_{kind.lower()}")
+        out: Any = handler(project, *args, body=body, query=_query(query))
+        self.state.sync(force=True)
+        if callable(out):  # rendered from the registry after the sync
+            out = out()
+        return 200, out
+
+    # -- reads --------------------------------------------------------------------------
+
+    def _get(self, kind: str, project: str, args: tuple[str, ...]) -> dict[str, Any]:
+        reg = self.state.registry
+        if kind == "models":
+            return {"models": [m.resource(project) for m in reg.models.values()]}
+        m = self._model(args[0])
+        if kind == "model":
+            return m.resource(project)
+        if kind == "versions":
+            vs = m.versions.values()
+            return {
+                "versions": [
+                    v.resource(project, is_default=v.name == m.default_version) for v in vs
+                ]
+            }
+        v = self._version(m.name, args[1])
+        return v.resource(project, is_default=v.name == m.default_version)
+
+    def _model(self, name: str) -> Any:
+        m = self.state.registry.models.get(name)
+        if m is None:
+            raise not_found(f'Field: name Error: The model resource: "{name}" was not found.')
+        return m
+
+    def _version(self, model: str, name: str) -> Version:
+        v = self._model(model).versions.get(name)
+        if v is None:
+            raise not_found(
+                f'Field: name Error: The version resource: "{name}" (model {model}) was not found.'
+            )
+        return v  # type: ignore[no-any-return]
+
+    def _operations(self, project: str, op_id: str | None) -> dict[str, Any]:
+        store = self.state.store
+        if op_id is not None:
+            op = store.operation(op_id)
+            if op is None:
+                raise not_found(f'Field: name Error: The operation "{op_id}" was not found.')
+            return render_operation(op, project)
+        return {"operations": [render_operation(op, project) for op in store.operations()]}
+
+    # -- models -------------------------------------------------------------------------
+
+    def _post_models(self, project: str, *, body: bytes, query: dict[str, str]) -> Any:
+        obj = parse_body(body, "model", MODEL_FIELDS | MODEL_PASSTHROUGH | MODEL_OUTPUT_ONLY)
+        name = check_name(obj.get("name"), "model")
+        rec: dict[str, Any] = {
+            "name": name,
+            "description": check_str(obj.get("description", ""), "model.description"),
+            "labels": check_labels(obj.get("labels", {}), "model.labels"),
+            "extra": {k: obj[k] for k in MODEL_PASSTHROUGH if k in obj},
+            "defaultVersion": None,
+            "etag": new_etag(),
+            "createTime": rfc3339(time.time()),
+            "ephemeral": False,
+        }
+        store = self.state.store
+        with store.transaction() as tx:
+            if store.get_model(name, tx) is not None:
+                raise ApiError(
+                    409,
+                    "ALREADY_EXISTS",
+                    f"Field: model.name Error: A model with the same name ({name}) already exists.",
+                )
+            store.put_model(rec, tx)
+        self.state.sync(force=True)
+        return self.state.registry.model(name).resource(project)
+
+    def _patch_model(self, project: str, name: str, *, body: bytes, query: dict[str, str]) -> Any:
+        obj = parse_body(body, "model", MODEL_FIELDS | MODEL_PASSTHROUGH | MODEL_OUTPUT_ONLY)
+        paths = update_mask(query, MODEL_MASK)
+        store = self.state.store
+        with store.transaction() as tx:
+            rec = store.get_model(name, tx)
+            if rec is None:
+                raise not_found(f'Field: name Error: The model resource: "{name}" was not found.')
+            check_etag(obj, rec, f"model {name}")
+            if "description" in paths:
+                rec["description"] = check_str(obj.get("description", ""), "model.description")
+            if "labels" in paths:
+                rec["labels"] = check_labels(obj.get("labels", {}), "model.labels")
+            rec["etag"] = new_etag()
+            store.put_model(rec, tx)
+            m = model_record_resource(rec, project)
+            op = new_operation(project, "UPDATE_MODEL", name, None, done=True)
+            op["response"] = {"@type": MODEL_TYPE, **m}
+            store.put_operation(op, tx)
+        return render_operation(op, project)
+
+    def _delete_model(self, project: str, name: str, *, body: bytes, query: dict[str, str]) -> Any:
+        store = self.state.store
+        with store.transaction() as tx:
+            if store.get_model(name, tx) is None:
+                raise not_found(f'Field: name Error: The model resource: "{name}" was not found.')
+            versions = [rec["name"] for _, rec in store.versions(name, tx)]
+            if versions:
+                raise ApiError(
+                    400,
+                    "FAILED_PRECONDITION",
+                    f"A model with versions cannot be deleted: model {name} still has "
+                    f"version(s) {', '.join(versions)}; delete them first.",
+                )
+            store.delete_model(name, tx)
+            op = new_operation(project, "DELETE_MODEL", name, None, done=True)
+            op["response"] = {"@type": EMPTY_TYPE}
+            store.put_operation(op, tx)
+        return render_operation(op, project)
+
+    # -- versions -----------------------------------------------------------------------
+
+    def _post_versions(
+        self, project: str, model: str, *, body: bytes, query: dict[str, str]
+    ) -> Any:
+        obj = parse_body(
+            body, "version", VERSION_FIELDS | VERSION_PASSTHROUGH | VERSION_OUTPUT_ONLY
+        )
+        name = check_name(obj.get("name"), "version")
+        v = Version(model=model, name=name, deployment_uri=check_uri(obj.get("deploymentUri")))
+        v.framework = check_framework(obj.get("framework"))
+        v.prediction_class = (
+            check_str(obj.get("predictionClass", ""), "version.predictionClass") or None
+        )
+        packages = obj.get("packageUris", [])
+        if not isinstance(packages, list):
+            raise invalid("Field: version.packageUris Error: must be a list of strings")
+        v.package_uris = [check_uri(p, "version.packageUris") for p in packages]
+        v.description = check_str(obj.get("description", ""), "version.description")
+        v.labels = check_labels(obj.get("labels", {}), "version.labels")
+        v.request_logging_config = check_logging(obj.get("requestLoggingConfig"))
+        v.auto_scaling, v.manual_scaling = check_scaling(obj)
+        v.extra = {k: obj[k] for k in VERSION_PASSTHROUGH if k in obj}
+        v.state = CREATING
+        store = self.state.store
+        with store.transaction() as tx:
+            mrec = store.get_model(model, tx)
+            if mrec is None:
+                raise not_found(
+                    f'Field: parent Error: The model resource: "{model}" was not found.'
+                )
+            if store.get_version(model, name, tx) is not None:
+                raise ApiError(
+                    409,
+                    "ALREADY_EXISTS",
+                    f"Field: version.name Error: A version with the same name ({name}) already "
+                    f"exists in model {model}.",
+                )
+            is_default = not mrec.get("defaultVersion")
+            if is_default:
+                mrec["defaultVersion"] = name
+                mrec["etag"] = new_etag()
+                store.put_model(mrec, tx)
+            store.put_version(model, version_record(v, is_default=is_default), tx)
+            op = new_operation(project, "CREATE_VERSION", model, name, done=False)
+            op["metadata"]["version"] = v.resource(project, is_default=is_default)
+            store.put_operation(op, tx)
+        return render_operation(op, project)
+
+    def _patch_version(
+        self, project: str, model: str, name: str, *, body: bytes, query: dict[str, str]
+    ) -> Any:
+        obj = parse_body(
+            body, "version", VERSION_FIELDS | VERSION_PASSTHROUGH | VERSION_OUTPUT_ONLY
+        )
+        paths = update_mask(query, VERSION_MASK)
+        changes: dict[str, Any] = {}
+        if "description" in paths:
+            changes["description"] = check_str(obj.get("description", ""), "version.description")
+        if "labels" in paths:
+            changes["labels"] = check_labels(obj.get("labels", {}), "version.labels")
+        if "requestLoggingConfig" in paths:
+            changes["requestLoggingConfig"] = check_logging(obj.get("requestLoggingConfig"))
+        if "autoScaling" in paths or "manualScaling" in paths:
+            auto, manual = check_scaling(obj)
+            if "autoScaling" in paths:
+                changes["autoScaling"] = auto
+            if "manualScaling" in paths:
+                changes["manualScaling"] = manual
+        store = self.state.store
+        with store.transaction() as tx:
+            rec = store.get_version(model, name, tx)
+            if rec is None:
+                raise not_found(
+                    f'Field: name Error: The version resource: "{name}" (model {model}) was not found.'
+                )
+            check_etag(obj, rec, f"version {name} of model {model}")
+            rec.update(changes)
+            if rec.get("autoScaling") is not None and rec.get("manualScaling") is not None:
+                raise invalid(
+                    "Field: version.autoScaling Error: a version has autoScaling or "
+                    "manualScaling, not both; put both in updateMask to switch"
+                )
+            rec["etag"] = new_etag()
+            store.put_version(model, rec, tx)
+            op = new_operation(project, "UPDATE_VERSION", model, name, done=True)
+            store.put_operation(op, tx)
+        self.state.sync(force=True)
+        m = self.state.registry.model(model)
+        resource = m.versions[name].resource(project, is_default=m.default_version == name)
+        op["metadata"]["version"] = resource
+        op["response"] = {"@type": VERSION_TYPE, **resource}
+        store.put_operation(op)
+        return render_operation(op, project)
+
+    def _post_setdefault(
+        self, project: str, model: str, name: str, *, body: bytes, query: dict[str, str]
+    ) -> Any:
+        if body.strip():
+            parse_body(body, "setDefaultVersionRequest", set())
+        store = self.state.store
+        with store.transaction() as tx:
+            mrec = store.get_model(model, tx)
+            rec = store.get_version(model, name, tx) if mrec is not None else None
+            if mrec is None or rec is None:
+                raise not_found(
+                    f'Field: name Error: The version resource: "{name}" (model {model}) was not found.'
+                )
+            old = mrec.get("defaultVersion")
+            if old and old != name:
+                old_rec = store.get_version(model, old, tx)
+                if old_rec is not None:
+                    old_rec.update(isDefault=False, etag=new_etag())
+                    store.put_version(model, old_rec, tx)
+            rec.update(isDefault=True, etag=new_etag())
+            store.put_version(model, rec, tx)
+            mrec.update(defaultVersion=name, etag=new_etag())
+            store.put_model(mrec, tx)
+        return lambda: self._get("version", project, (model, name))
+
+    def _delete_version(
+        self, project: str, model: str, name: str, *, body: bytes, query: dict[str, str]
+    ) -> Any:
+        store = self.state.store
+        with store.transaction() as tx:
+            mrec = store.get_model(model, tx)
+            rec = store.get_version(model, name, tx) if mrec is not None else None
+            if mrec is None or rec is None:
+                raise not_found(
+                    f'Field: name Error: The version resource: "{name}" (model {model}) was not found.'
+                )
+            others = [r["name"] for _, r in store.versions(model, tx) if r["name"] != name]
+            if mrec.get("defaultVersion") == name:
+                if others:
+                    raise ApiError(
+                        400,
+                        "FAILED_PRECONDITION",
+                        f"Cannot delete the default version {name} of model {model} while it "
+                        f"has other versions ({', '.join(others)}); make another one the "
+                        "default first (:setDefault).",
+                    )
+                mrec.update(defaultVersion=None, etag=new_etag())
+                store.put_model(mrec, tx)
+            store.delete_version(model, name, tx)
+            op = new_operation(project, "DELETE_VERSION", model, name, done=True)
+            op["metadata"]["version"] = {
+                "name": f"projects/{project}/models/{model}/versions/{name}",
+                "deploymentUri": rec.get("deploymentUri"),
+            }
+            op["response"] = {"@type": EMPTY_TYPE}
+            store.put_operation(op, tx)
+        return render_operation(op, project)
+
+
+# -- operations ---------------------------------------------------------------------------
+
+
+def new_operation(
+    project: str, op_type: str, model: str, version: str | None, *, done: bool
+) -> dict[str, Any]:
+    """A new Operation record (``name`` is the short id; ``_``-keys are internal)."""
+    now = rfc3339(time.time())
+    op_id = (
+        f"{op_type.lower()}_{model}_{version or ''}-{time.time_ns() // 1000}{os.urandom(2).hex()}"
+    )
+    meta: dict[str, Any] = {
+        "@type": META_TYPE,
+        "createTime": now,
+        "startTime": now,
+        "operationType": op_type,
+        "modelName": f"projects/{project}/models/{model}",
+    }
+    if done:
+        meta["endTime"] = now
+    return {
+        "name": op_id,
+        "done": done,
+        "metadata": meta,
+        "_project": project,
+        "_model": model,
+        "_version": version,
+    }
+
+
+def render_operation(op: dict[str, Any], project: str) -> dict[str, Any]:
+    """The API form of a stored operation, named under ``project``."""
+    out = {k: v for k, v in op.items() if not k.startswith("_")}
+    out["name"] = f"projects/{project}/operations/{op['name']}"
+    return out
+
+
+def model_record_resource(rec: dict[str, Any], project: str) -> dict[str, Any]:
+    """A Model resource straight from its stored form (inside a transaction)."""
+    out: dict[str, Any] = {"name": f"projects/{project}/models/{rec['name']}"}
+    if rec.get("description"):
+        out["description"] = rec["description"]
+    if rec.get("labels"):
+        out["labels"] = rec["labels"]
+    out["etag"] = rec["etag"]
+    return out
+
+
+# -- validation ---------------------------------------------------------------------------
+
+
+def _query(raw: bytes) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(raw.decode("latin-1")).items()}
+
+
+def parse_body(body: bytes, what: str, allowed: set[str]) -> dict[str, Any]:
+    """The JSON object of a request body; 400 for bad JSON or unknown fields."""
+    try:
+        obj = orjson.loads(body or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise invalid(f"Invalid JSON payload received ({what}): {exc}") from None
+    if not isinstance(obj, dict):
+        raise invalid(f"Invalid JSON payload received: {what} must be an object")
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        raise invalid(
+            f"Invalid JSON payload received. Unknown name \"{unknown[0]}\" at '{what}': "
+            "Cannot find field."
+        )
+    return obj
+
+
+def check_name(name: Any, what: str) -> str:
+    """A valid AI Platform resource name, else 400 naming ``<what>.name``."""
+    if name is None or name == "":
+        raise invalid(f"Field: {what}.name Error: A name is required.")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise invalid(f"Field: {what}.name Error: A name should {NAME_RULE}; got {name!r}.")
+    return name
+
+
+def check_str(value: Any, field: str) -> str:
+    """A string field."""
+    if not isinstance(value, str):
+        raise invalid(f"Field: {field} Error: must be a string, got {type(value).__name__}")
+    return value
+
+
+def check_labels(value: Any, field: str) -> dict[str, str]:
+    """A string -> string map."""
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise invalid(f"Field: {field} Error: labels must map strings to strings, got {value!r}")
+    return dict(value)
+
+
+def check_uri(value: Any, field: str = "version.deploymentUri") -> str:
+    """A local path or ``file://`` URI (``gs://`` cannot be read by a local server)."""
+    if not isinstance(value, str) or not value:
+        raise invalid(f"Field: {field} Error: a local path or file:// URI is required")
+    if "://" in value and not value.startswith("file://"):
+        raise invalid(
+            f"Field: {field} Error: only local paths and file:// URIs can be served locally, "
+            f"got {value!r}"
+        )
+    return value
+
+
+def check_framework(value: Any) -> str | None:
+    """An AI Platform framework enum value (or a plugin name); None for auto-detection."""
+    if value in (None, "", "FRAMEWORK_UNSPECIFIED"):
+        return None
+    from ..plugins import framework_registry
+
+    try:
+        framework_registry().get(str(value))
+    except PredictorRuntimeError:
+        known = sorted({i.api_name or i.name for i in framework_registry().frameworks.values()})
+        raise invalid(
+            f"Field: version.framework Error: unknown framework {value!r}; expected one of "
+            f"{', '.join(known)} (or omit it to detect it from the files)"
+        ) from None
+    return str(value)
+
+
+def check_logging(value: Any) -> dict[str, Any] | None:
+    """A valid ``requestLoggingConfig`` or None."""
+    if value is None:
+        return None
+    try:
+        return validate_logging_config(value)
+    except ValueError as exc:
+        raise invalid(f"Field: version.requestLoggingConfig Error: {exc}") from None
+
+
+def check_scaling(obj: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """``(autoScaling, manualScaling)`` from a Version body; at most one of them."""
+    auto, manual = obj.get("autoScaling"), obj.get("manualScaling")
+    if auto is not None and manual is not None:
+        raise invalid(
+            "Field: version.autoScaling Error: give autoScaling or manualScaling, not both"
+        )
+    for field, value, keys in (
+        ("autoScaling", auto, {"minNodes", "maxNodes", "metrics"}),
+        ("manualScaling", manual, {"nodes"}),
+    ):
+        if value is None:
+            continue
+        if not isinstance(value, dict) or set(value) - keys:
+            raise invalid(
+                f"Field: version.{field} Error: expected an object with {', '.join(sorted(keys))}, "
+                f"got {value!r}"
+            )
+        for key in keys - {"metrics"}:
+            n = value.get(key, 0)
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                raise invalid(
+                    f"Field: version.{field}.{key} Error: must be an integer >= 0, got {n!r}"
+                )
+    return auto, manual
+
+
+def update_mask(query: dict[str, str], allowed: tuple[str, ...]) -> set[str]:
+    """The fields of ``updateMask`` (camelCase or snake_case), each one of ``allowed``."""
+    raw = query.get("updateMask") or query.get("update_mask") or ""
+    paths = {_camel(p.strip()) for p in raw.split(",") if p.strip()}
+    if not paths:
+        raise invalid(f"Field: updateMask Error: required; one or more of {', '.join(allowed)}")
+    bad = sorted(paths - set(allowed))
+    if bad:
+        raise invalid(
+            f"Field: updateMask Error: {', '.join(bad)} cannot be updated; allowed: "
+            f"{', '.join(allowed)}"
+        )
+    return paths
+
+
+def _camel(path: str) -> str:
+    head, *rest = path.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+def check_etag(obj: dict[str, Any], rec: dict[str, Any], what: str) -> None:
+    """409 ABORTED when the body carries an etag other than the current one."""
+    etag = obj.get("etag")
+    if etag and etag != rec.get("etag"):
+        raise ApiError(
+            409,
+            "ABORTED",
+            f"etag mismatch for {what}: the request has {etag!r} but the current etag is "
+            f"{rec.get('etag')!r} (it was changed since it was read); read it again and retry",
+        )
+
+
+__all__ = ["ApiError", "Management"]

@@ -1,0 +1,399 @@
+"""The shared state behind the models/versions API: SQLite store <-> in-memory registry.
+
+The SQLite store (:mod:`predictor_runtime.store`) is the source of truth; each process's
+:class:`~.registry.Registry` mirrors it:
+
+- **Writes** (the management routes) run one store transaction that re-reads the
+  resource, checks it (existence, ``etag``), writes it, and then :meth:`ManagedState.sync`
+  applies the store to the local registry.
+- **Other workers** (``--workers N``) notice those writes through SQLite's
+  ``PRAGMA data_version``, checked every ``sync_interval`` (0.5 s) by a background task,
+  before every management request and when a predict names an unknown model/version; on a
+  change they re-read the (small) tables and reconcile: new versions are added in state
+  CREATING and loaded in the background, deleted ones are dropped, patched fields are
+  copied (so a patched ``requestLoggingConfig`` applies to the next request).
+- **Loading** runs in a thread of the worker's event loop; when it ends the worker records
+  READY / FAILED (+ ``errorMessage``) in the store if it is still CREATING there, and
+  completes the pending CREATE_VERSION operations. Every worker loads its own copy; a
+  predict that reaches a worker whose copy is still loading while the store already says
+  READY waits for that local load instead of answering 503.
+- **Command-line models** (``--model-dir`` or the bundled example) are loaded by the
+  parent before forking, recorded in the store flagged ``ephemeral`` (so the API can
+  patch them, add versions to them, set defaults) and dropped from the store at the next
+  start, which re-registers them from the flags. API-created models and versions persist.
+- **Restart**: :meth:`ManagedState.prepare` (parent, before fork) resets every persisted
+  version to CREATING; each worker then reloads them in the background.
+- ``lastUseTime`` is updated in memory per request and persisted lazily (every
+  ``touch_interval`` seconds and at shutdown), off the request path.
+
+Fork safety: the parent closes its SQLite connection before workers are forked; each
+worker opens its own in :meth:`ManagedState.start` (run by the ASGI lifespan startup),
+and starts its own request-log writer thread there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from ..request_log import RequestLogger
+from ..store import Store
+from .registry import (
+    CREATING,
+    FAILED,
+    READY,
+    Model,
+    Registry,
+    Version,
+    new_etag,
+    parse_rfc3339,
+    rfc3339,
+)
+
+logger = logging.getLogger("predictor_runtime.server")
+
+VERSION_TYPE = "type.googleapis.com/google.cloud.ml.v1.Version"
+#: How long a predict waits for this worker's copy of a version the store calls READY.
+LOCAL_LOAD_WAIT = 120.0
+
+
+def model_record(m: Model) -> dict[str, Any]:
+    """The stored form of a model (short names; see :mod:`predictor_runtime.store`)."""
+    return {
+        "name": m.name,
+        "description": m.description,
+        "labels": dict(m.labels),
+        "extra": dict(m.extra),
+        "defaultVersion": m.default_version,
+        "etag": m.etag,
+        "createTime": rfc3339(m.create_time),
+        "ephemeral": m.ephemeral,
+    }
+
+
+def version_record(v: Version, *, is_default: bool) -> dict[str, Any]:
+    """The stored form of a version: its settings, state, etag, default flag, times."""
+    return {
+        "name": v.name,
+        "deploymentUri": v.deployment_uri,
+        "framework": v.framework,
+        "detectedFramework": v.framework_api_name,
+        "predictionClass": v.prediction_class,
+        "packageUris": list(v.package_uris),
+        "description": v.description,
+        "labels": dict(v.labels),
+        "requestLoggingConfig": v.request_logging_config,
+        "autoScaling": v.auto_scaling,
+        "manualScaling": v.manual_scaling,
+        "extra": dict(v.extra),
+        "createTime": rfc3339(v.create_time),
+        "lastUseTime": rfc3339(v.last_use_time),
+        "etag": v.etag,
+        "state": v.state,
+        "errorMessage": v.error_message,
+        "isDefault": is_default,
+        "ephemeral": v.ephemeral,
+    }
+
+
+def version_from_record(model: str, rec: dict[str, Any]) -> Version:
+    """A new (not yet loaded, CREATING) :class:`Version` from its stored form."""
+    v = Version(
+        model=model,
+        name=rec["name"],
+        deployment_uri=rec["deploymentUri"],
+        framework=rec.get("framework"),
+        prediction_class=rec.get("predictionClass"),
+        package_uris=list(rec.get("packageUris") or []),
+        create_time=parse_rfc3339(rec.get("createTime")) or time.time(),
+        ephemeral=bool(rec.get("ephemeral")),
+    )
+    apply_version_record(v, rec)
+    return v
+
+
+def apply_version_record(v: Version, rec: dict[str, Any]) -> None:
+    """Copy the mutable stored fields of a version onto the local object."""
+    v.description = rec.get("description") or ""
+    v.labels = dict(rec.get("labels") or {})
+    v.request_logging_config = rec.get("requestLoggingConfig") or None
+    v.auto_scaling = rec.get("autoScaling")
+    v.manual_scaling = rec.get("manualScaling")
+    v.extra = dict(rec.get("extra") or {})
+    v.etag = rec.get("etag") or v.etag
+    v.shared_state = rec.get("state") or None
+    v.shared_error = rec.get("errorMessage") or ""
+    if v.framework_api_name is None:
+        v.framework_api_name = rec.get("detectedFramework")
+    stored_use = parse_rfc3339(rec.get("lastUseTime"))
+    if stored_use is not None and (v.last_use_time is None or stored_use > v.last_use_time):
+        v.last_use_time = stored_use
+
+
+class ManagedState:
+    """Keeps a registry in sync with the SQLite store; loads versions; request logging.
+
+    :param registry: the process's registry (holding the command-line models, if any).
+    :param state_dir: the ``--state-dir``; None for an in-memory store (tests; no request
+        logging, nothing persists).
+    :param metrics: for ``predictor_request_log_dropped_total`` (optional).
+    :param sync_interval: seconds between ``data_version`` checks of the background task.
+    :param touch_interval: seconds between lazy writes of ``lastUseTime``.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        state_dir: str | Path | None = None,
+        metrics: Any = None,
+        sync_interval: float = 0.5,
+        touch_interval: float = 5.0,
+    ) -> None:
+        self.registry = registry
+        self.state_dir = str(state_dir) if state_dir is not None else None
+        self.metrics = metrics
+        self.sync_interval = sync_interval
+        self.touch_interval = touch_interval
+        self.request_logger: RequestLogger | None = None
+        self._store: Store | None = None
+        self._prepared = False
+        self._data_version: int | None = None
+        self._loading: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._touched: dict[tuple[str, str], float] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._last_touch = time.monotonic()
+
+    @property
+    def store(self) -> Store:
+        """This process's store connection (opened by :meth:`start`)."""
+        if self._store is None:
+            self._store = Store(self.state_dir)
+        return self._store
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Before forking: record the registry's (command-line) models, reset the others.
+
+        Drops the previous run's ephemeral rows, marks every persisted version CREATING
+        (it will be reloaded), and writes the registry's current models and versions as
+        ephemeral. Closes the connection afterwards when there is a state dir.
+        """
+        store = self.store
+        with store.transaction() as tx:
+            kept: dict[str, list[str]] = {}
+            for model, rec in store.versions(conn=tx):
+                if rec.get("ephemeral"):
+                    store.delete_version(model, rec["name"], tx)
+                    continue
+                kept.setdefault(model, []).append(rec["name"])
+                rec.update(state=CREATING, errorMessage="", etag=new_etag())
+                store.put_version(model, rec, tx)
+            for rec in store.models(conn=tx):
+                names = kept.get(rec["name"], [])
+                if rec.get("ephemeral") and not names:
+                    store.delete_model(rec["name"], tx)
+                elif rec.get("defaultVersion") not in names:
+                    rec["defaultVersion"] = names[0] if names else None
+                    store.put_model(rec, tx)
+            for m in self.registry.models.values():
+                m.ephemeral = True
+                rec = store.get_model(m.name, tx)
+                if rec is None:
+                    rec = model_record(m)
+                for v in m.versions.values():
+                    v.ephemeral = True
+                    if rec.get("defaultVersion") is None:
+                        rec["defaultVersion"] = v.name
+                for v in m.versions.values():
+                    is_default = rec["defaultVersion"] == v.name
+                    store.put_version(m.name, version_record(v, is_default=is_default), tx)
+                store.put_model(rec, tx)
+        self._prepared = True
+        if self.state_dir is not None:
+            store.close()
+            self._store = None
+
+    async def start(self) -> None:
+        """In each worker (after any fork): open the store, sync, start background work."""
+        if not self._prepared:
+            self.prepare()
+        if self.state_dir is not None:
+            on_drop = self.metrics.log_dropped if self.metrics is not None else None
+            self.request_logger = RequestLogger(self.state_dir, on_drop=on_drop)
+            self.request_logger.start()
+        self.sync(force=True)
+        self._task = asyncio.get_running_loop().create_task(self._periodic())
+
+    async def aclose(self) -> None:
+        """Persist ``lastUseTime``, flush the request log, close the store."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            self.persist_last_use()
+        if self.request_logger is not None:
+            await asyncio.to_thread(self.request_logger.close)
+        if self._store is not None and self.state_dir is not None:
+            self._store.close()
+            self._store = None
+
+    async def _periodic(self) -> None:
+        while True:
+            await asyncio.sleep(self.sync_interval)
+            try:
+                self.sync()
+                if time.monotonic() - self._last_touch >= self.touch_interval:
+                    await asyncio.to_thread(self.persist_last_use)
+            except Exception:
+                logger.exception("state sync failed")
+
+    # -- syncing ------------------------------------------------------------------------
+
+    def sync(self, *, force: bool = False) -> bool:
+        """Apply the store to the registry if another connection changed it (or ``force``).
+
+        :return: whether the registry was reconciled.
+        """
+        store = self.store
+        dv = store.data_version()
+        if not force and dv == self._data_version:
+            return False
+        self._data_version = dv
+        self._reconcile(store.models(), store.versions())
+        return True
+
+    def _reconcile(
+        self, models: list[dict[str, Any]], versions: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        reg = self.registry
+        stored = {rec["name"]: rec for rec in models}
+        by_model: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in stored}
+        for model, rec in versions:
+            if model in by_model:
+                by_model[model][rec["name"]] = rec
+        for name in list(reg.models):
+            if name not in stored:
+                for v in reg.models.pop(name).versions.values():
+                    self._drop(v)
+        for name, rec in stored.items():
+            m = reg.models.get(name)
+            if m is None:
+                m = reg.models[name] = Model(name=name)
+                m.create_time = parse_rfc3339(rec.get("createTime")) or m.create_time
+            m.description = rec.get("description") or ""
+            m.labels = dict(rec.get("labels") or {})
+            m.extra = dict(rec.get("extra") or {})
+            m.etag = rec.get("etag") or m.etag
+            m.ephemeral = bool(rec.get("ephemeral"))
+            wanted = by_model[name]
+            for vname in list(m.versions):
+                local = m.versions[vname]
+                vrec = wanted.get(vname)
+                if vrec is None or vrec.get("createTime") != rfc3339(local.create_time):
+                    del m.versions[vname]
+                    self._drop(local)
+            for vname, vrec in wanted.items():
+                v = m.versions.get(vname)
+                if v is None:
+                    v = m.versions[vname] = version_from_record(name, vrec)
+                    self._schedule_load(v)
+                else:
+                    apply_version_record(v, vrec)
+            m.default_version = rec.get("defaultVersion")
+
+    def _drop(self, v: Version) -> None:
+        task = self._loading.pop((v.model, v.name), None)
+        if task is not None:
+            task.cancel()
+        if v.batcher is not None:
+            with contextlib.suppress(RuntimeError):  # no running loop (tests)
+                asyncio.get_running_loop().create_task(v.batcher.aclose())
+
+    # -- loading ------------------------------------------------------------------------
+
+    def _schedule_load(self, v: Version) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._loading[(v.model, v.name)] = loop.create_task(self._load(v))
+
+    async def _load(self, v: Version) -> None:
+        load = functools.partial(self.registry.load_version, v, state_dir=self.state_dir)
+        with contextlib.suppress(Exception):  # the version records its own FAILED state
+            await asyncio.get_running_loop().run_in_executor(None, load)
+        try:
+            self._finish_load(v)
+        except Exception:
+            logger.exception("could not record the load of %s/%s", v.model, v.name)
+        finally:
+            if self._loading.get((v.model, v.name)) is asyncio.current_task():
+                del self._loading[(v.model, v.name)]
+
+    def _finish_load(self, v: Version) -> None:
+        """Record READY/FAILED in the store (if still CREATING) and finish operations."""
+        store = self.store
+        now = rfc3339(time.time())
+        with store.transaction() as tx:
+            rec = store.get_version(v.model, v.name, tx)
+            if rec is None or rec.get("createTime") != rfc3339(v.create_time):
+                return  # deleted (or deleted and re-created) while loading
+            if rec.get("state") == CREATING:
+                rec.update(
+                    state=v.state,
+                    errorMessage=v.error_message,
+                    detectedFramework=v.framework_api_name,
+                    etag=new_etag(),
+                )
+                store.put_version(v.model, rec, tx)
+            apply_version_record(v, rec)
+            model = store.get_model(v.model, tx) or {}
+            is_default = model.get("defaultVersion") == v.name
+            for op in store.pending_operations(v.model, v.name, tx):
+                resource = v.resource(op.get("_project", "-"), is_default=is_default)
+                op["done"] = True
+                op["metadata"]["endTime"] = now
+                op["metadata"]["version"] = resource
+                if rec["state"] == FAILED:
+                    op["error"] = {"code": 3, "message": rec.get("errorMessage") or "failed"}
+                else:
+                    op["response"] = {"@type": VERSION_TYPE, **resource}
+                store.put_operation(op, tx)
+        self.sync(force=True)
+
+    async def resolve(self, model: str, version: str | None) -> Version:
+        """Slow path of predict when the fast lookup failed: sync, or wait for a local load.
+
+        :raises NotFoundError: still unknown after a sync.
+        """
+        self.sync()  # cheap when nothing changed: one PRAGMA data_version
+        v = self.registry.version(model, version)
+        if v.state == CREATING and v.shared_state == READY:
+            task = self._loading.get((v.model, v.name))
+            if task is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(task), LOCAL_LOAD_WAIT)
+        return v
+
+    # -- lastUseTime --------------------------------------------------------------------
+
+    def persist_last_use(self) -> None:
+        """Write the ``lastUseTime`` of versions used since the last call (one transaction)."""
+        self._last_touch = time.monotonic()
+        items: list[tuple[str, str, str]] = []
+        for m in list(self.registry.models.values()):
+            for v in list(m.versions.values()):
+                t = v.last_use_time
+                key = (v.model, v.name)
+                if t is not None and self._touched.get(key) != t:
+                    self._touched[key] = t
+                    items.append((v.model, v.name, rfc3339(t) or ""))
+        self.store.touch_versions(items)
