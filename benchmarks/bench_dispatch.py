@@ -6,7 +6,7 @@ Each group (one per request size) holds two cases measured in the same run:
 
 - ``baseline``: ``json.loads`` + ``numpy.asarray`` + ``json.dumps`` of the same data;
 - ``dispatcher``: ``Dispatcher.predict_body`` (parse, instances check, array batching with
-  a feature-count check, micro-batching at the default 1,024 rows, strict JSON out) around
+  a feature-count check, micro-batching at the default 4,096 rows, strict JSON out) around
   a predictor that returns its input array, so the model itself costs nothing.
 
 The ratio dispatcher/baseline is the runtime's own overhead relative to the bare path.

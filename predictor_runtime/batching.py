@@ -21,12 +21,14 @@ previous answer arrives), plain continuous batching degenerates: right after a b
 is answered, the first follow-up request finds the model free and runs alone while the
 other 15 form the next batch (1, 15, 1, 15...: measured 1,510 req/s for a 100-tree forest
 at 16 connections). So when the model becomes free, the worker expects the callers of the
-previous batch back, plus what is queued, and waits for those rows, but at most
+previous batch back and waits until as many rows are queued as that batch had, but at most
 ``ADAPTIVE_WAIT_FRACTION`` (25%) of the smoothed model call time and at most
 ``ADAPTIVE_WAIT_CAP`` (5 ms): the model idles at most a quarter of its busy time, which is
 repaid as soon as one extra row joins a call whose cost is mostly per call (2,028 req/s on
 the same benchmark). For cheap models (XGBoost, ~0.2 ms a call) the wait is tens of
-microseconds and the event loop keeps working meanwhile; with one client it never waits.
+microseconds and the event loop keeps working meanwhile; with one client it never waits,
+nor when a request of the last batch's typical size could not join the oldest queued one
+(large requests: nothing to wait for).
 
 Guarantees (each a bug seen in another server, see research notes section B):
 
@@ -149,6 +151,7 @@ class Batcher:
         self._queue: deque[_Item] = deque()
         self._queued_rows = 0
         self._last_rows = 0
+        self._last_request_rows = 0.0  # mean rows per request in the last batch
         self._call_seconds = 0.0  # smoothed duration of one model call
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -223,14 +226,28 @@ class Batcher:
                 if self.delay > 0:
                     deadline = queue[0].queued_at + self.delay
                     await self._linger(loop, deadline, self.max_batch_size)
-                elif self._last_rows and self._call_seconds > 0:
-                    # expect the callers of the last batch back, plus what is queued
-                    target = min(self._last_rows + self._queued_rows, self.max_batch_size)
-                    wait = min(ADAPTIVE_WAIT_FRACTION * self._call_seconds, ADAPTIVE_WAIT_CAP)
+                elif wait := self.adaptive_wait():
+                    # expect the callers of the last batch back (some may be queued already)
+                    target = min(self._last_rows, self.max_batch_size)
                     await self._linger(loop, loop.time() + wait, target)
             batch = self._take()
             if batch:
                 await self._execute(batch, loop)
+
+    def adaptive_wait(self) -> float:
+        """Seconds to wait for the last batch's callers before the next call (0: none).
+
+        No wait before any call, after an oversized batch, once as many rows are queued as
+        the last batch had (so a lone sequential client never waits), or when a request of
+        the last batch's typical size could not join the oldest queued one.
+        """
+        if not self._last_rows or self._call_seconds <= 0 or not self._queue:
+            return 0.0
+        if self._queued_rows >= self._last_rows:  # as many rows as last time: go
+            return 0.0
+        if self._queue[0].n + self._last_request_rows > self.max_batch_size:
+            return 0.0
+        return min(ADAPTIVE_WAIT_FRACTION * self._call_seconds, ADAPTIVE_WAIT_CAP)
 
     async def _linger(self, loop: asyncio.AbstractEventLoop, deadline: float, rows: int) -> None:
         """Wait until ``rows`` rows are queued or ``deadline`` (loop time) passes."""
@@ -356,6 +373,7 @@ class Batcher:
     def _report(self, rows: int, requests: int, seconds: float) -> None:
         # an oversized request says nothing about how many rows to wait for
         self._last_rows = rows if rows < self.max_batch_size else 0
+        self._last_request_rows = rows / requests
         smoothed = self._call_seconds
         self._call_seconds = seconds if smoothed == 0 else 0.8 * smoothed + 0.2 * seconds
         if self.on_batch is not None:

@@ -93,7 +93,7 @@ def _add_model_options(p: argparse.ArgumentParser, *, required: bool) -> None:
         "--max-batch-size",
         type=int,
         default=None,
-        help="most instances per model call; larger requests are split (default 1024)",
+        help="most instances per model call; larger requests are split (default 4096)",
     )
     p.add_argument("--state-dir", help="state directory (default ./.predictor_runtime)")
 

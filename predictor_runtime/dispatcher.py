@@ -23,7 +23,7 @@ from .errors import (
 from .loader import LoadedModel
 
 DecodeRule = Literal["auto", "always", "never"]
-DEFAULT_MAX_BATCH_SIZE = 1024
+DEFAULT_MAX_BATCH_SIZE = 4096
 
 
 class Dispatcher:

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 import pluggy
 
-from .dispatcher import DecodeRule, Dispatcher
+from .dispatcher import DEFAULT_MAX_BATCH_SIZE, DecodeRule, Dispatcher
 from .loader import LoadedModel, load_model
 from .plugins import get_plugin_manager
 
@@ -60,7 +60,7 @@ def predict(
     instances: Sequence[Any],
     *,
     pm: pluggy.PluginManager | None = None,
-    max_batch_size: int = 1024,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     decode_b64: DecodeRule = "auto",
     load_options: dict[str, Any] | None = None,
     **kwargs: Any,

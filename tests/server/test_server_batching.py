@@ -8,7 +8,7 @@ import random
 import httpx
 import pytest
 
-from predictor_runtime.batching import Batcher, kwargs_key
+from predictor_runtime.batching import Batcher, _Item, kwargs_key
 from predictor_runtime.dispatcher import Dispatcher
 from predictor_runtime.loader import LoadedModel
 
@@ -141,3 +141,38 @@ def test_kwargs_key_is_canonical():
     assert kwargs_key({}) == b""
     assert kwargs_key({"a": 1, "b": [1, 2]}) == kwargs_key({"b": [1, 2], "a": 1})
     assert kwargs_key({"a": 1}) != kwargs_key({"a": 2})
+
+
+def test_adaptive_wait_only_when_the_next_rows_could_join():
+    dispatcher = Dispatcher(LoadedModel.wrap(_Numbers(), "custom", "."), max_batch_size=1024)
+    batcher = Batcher(dispatcher)
+
+    async def main() -> list[float]:
+        waits = [batcher.adaptive_wait()]  # nothing measured yet
+        # a batch of sixteen one-row requests: small callers are expected back
+        await asyncio.gather(*(batcher.predict([[i, 1]]) for i in range(16)))
+        loop = asyncio.get_running_loop()
+        batcher._queue.append(_Item([[0, 0]], {}, b"", loop.create_future(), None, 0.0))
+        batcher._queued_rows = 1
+        waits.append(batcher.adaptive_wait())
+        batcher._queue.clear()
+        batcher._queued_rows = 0
+        # one sequential client: its next request is all the last batch had
+        await batcher.predict([[1, 1]])
+        batcher._queue.append(_Item([[0, 0]], {}, b"", loop.create_future(), None, 0.0))
+        batcher._queued_rows = 1
+        waits.append(batcher.adaptive_wait())
+        batcher._queue.clear()
+        batcher._queued_rows = 0
+        # 1,000-row requests: a second one can never join the first (1,024-row cap)
+        big = [[1, 1]] * 1000
+        await asyncio.gather(batcher.predict(big), batcher.predict(big))
+        batcher._queue.append(_Item(big, {}, b"", loop.create_future(), None, 0.0))
+        batcher._queued_rows = 1000
+        waits.append(batcher.adaptive_wait())
+        batcher._queue.clear()
+        await batcher.aclose()
+        return waits
+
+    before, small, lone, large = asyncio.run(main())
+    assert before == 0.0 and small > 0.0 and lone == 0.0 and large == 0.0
