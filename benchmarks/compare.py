@@ -1,0 +1,506 @@
+"""Side-by-side load comparison: predictor-runtime vs Seldon MLServer vs KServe (bounded).
+
+Same machine, same models, same instances, same method, same run:
+
+1. trains the two models of ``load.py`` (``build_models``: RandomForest 100 trees depth 8,
+   XGBoost 100 trees depth 6, 30 features) and builds the W1 (1 instance, 16 connections)
+   and W2 (1,000 instances, 4 connections) bodies with ``load.make_body``; MLServer gets
+   the very same numbers as a V2 tensor (``shape [N, 30]``, ``FP64``);
+2. for each model and each server configuration: starts the server pinned to core 0
+   (``taskset -c 0``, in its own process group), checks that 4 concurrent requests of each
+   workload get HTTP 200 and exactly N predictions each (a wrong payload is never timed),
+   drives it from core 1 with ``wrk`` (``load.run_wrk``: warm-up, then the timed run),
+   then stops it (SIGTERM to its process group, SIGKILL after 20 s);
+3. prints one Markdown table: per model and workload, predictor-runtime, the best
+   MLServer configuration and the best KServe configuration, with our req/s divided by
+   each; then every configuration tried.
+
+Servers:
+
+- predictor-runtime: ``python -m predictor_runtime serve`` from this interpreter, default
+  settings, ``{"instances": ...}`` to ``/v1/models/m:predict``.
+- MLServer (``--anchors-python``, a separate venv): ``mlserver start REPO`` with
+  ``model-settings.json`` (``mlserver_sklearn.SKLearnModel`` / ``mlserver_xgboost.XGBoostModel``,
+  ``parameters.uri`` = the model file) and ``settings.json`` (``debug`` false, metrics server
+  off, gzip off; gRPC cannot be turned off and stays idle); a grid of ``parallel_workers``
+  x adaptive batching (``max_batch_size`` / ``max_batch_time``), best per workload kept.
+- KServe (``--kserve-python``, repeatable): ``kserve.ModelServer`` (1 worker) with a
+  ``kserve.Model`` that does what sklearnserver / xgbserver do (those are not published as
+  packages): ``joblib.load`` + ``model.predict(np.array(instances))``; ``xgb.Booster`` +
+  ``predict(xgb.DMatrix(np.array(instances), nthread=1))``. Unbatched: KServe's batcher
+  is the Kubernetes agent sidecar, not part of the Python server. Two configurations:
+  its defaults, and "quiet" (gRPC off, latency log off, no access log).
+
+Usage::
+
+    python benchmarks/compare.py --anchors-python /work/venv-anchors/bin/python \\
+        [--kserve-python /work/venv-anchors-kserve/bin/python] [--duration 8] [--warmup 2] \\
+        [--json out.json]
+
+Needs ``wrk`` and ``taskset`` and 2 cores; about 8 minutes with the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from load import (  # benchmarks/ is not a package
+    N_FEATURES,
+    WRK_SCRIPT,
+    build_models,
+    free_port,
+    make_body,
+    run_wrk,
+)
+
+OURS = "predictor-runtime"
+MLSERVER = "MLServer"
+KSERVE = "KServe"
+MODEL_NAME = "m"
+WORKLOADS = [("W1", 1, 16, 1), ("W2", 1000, 4, 2)]  # name, rows, connections, body seed
+
+# (label, parallel_workers, max_batch_size, max_batch_time s); max_batch_size 0 = off.
+MLSERVER_GRID = [
+    ("pw=0, no batching", 0, 0, 0.0),
+    ("pw=0, batch 16 / 1 ms", 0, 16, 0.001),
+    ("pw=0, batch 16 / 5 ms", 0, 16, 0.005),
+    ("pw=0, batch 32 / 10 ms", 0, 32, 0.010),
+    ("pw=1, no batching", 1, 0, 0.0),
+    ("pw=1, batch 32 / 5 ms", 1, 32, 0.005),
+]
+# predictor-runtime: its defaults (the headline), and with room to merge 1,000-row requests.
+OURS_GRID = [("default settings", []), ("--max-batch-size 4096", ["--max-batch-size", "4096"])]
+KSERVE_GRID = [("defaults", []), ("quiet", ["--enable_grpc", "false",
+               "--enable_latency_logging", "false"])]  # fmt: skip
+
+KSERVE_SERVER = r'''
+"""A kserve.Model doing what kserve's sklearnserver / xgbserver do (V1 protocol)."""
+import argparse
+import sys
+
+import kserve
+import numpy as np
+from kserve.model_server import parser as kserve_parser
+
+
+class ForestModel(kserve.Model):  # sklearnserver: joblib + model.predict(array)
+    def __init__(self, name, path):
+        super().__init__(name)
+        self.path = path
+
+    def load(self):
+        import joblib
+
+        self._model = joblib.load(self.path)
+        self.ready = True
+        return self.ready
+
+    def predict(self, payload, headers=None):
+        instances = np.array(payload["instances"])
+        return {"predictions": self._model.predict(instances).tolist()}
+
+
+class BoosterModel(kserve.Model):  # xgbserver: Booster + predict(DMatrix)
+    def __init__(self, name, path):
+        super().__init__(name)
+        self.path = path
+
+    def load(self):
+        import xgboost as xgb
+
+        self._booster = xgb.Booster(params={"nthread": 1}, model_file=self.path)
+        self.ready = True
+        return self.ready
+
+    def predict(self, payload, headers=None):
+        import xgboost as xgb
+
+        dmatrix = xgb.DMatrix(np.array(payload["instances"]), nthread=1)
+        return {"predictions": self._booster.predict(dmatrix).tolist()}
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(parents=[kserve_parser])
+    ap.add_argument("--model_file", required=True)
+    ap.add_argument("--kind", choices=["forest", "booster"], required=True)
+    args, _ = ap.parse_known_args()
+    cls = ForestModel if args.kind == "forest" else BoosterModel
+    model = cls(args.model_name, args.model_file)
+    model.load()
+    kserve.ModelServer(workers=1).start([model])
+'''
+
+QUIET_LOG_CONFIG = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {"uvicorn.access": {"level": "WARNING"}, "kserve.trace": {"level": "WARNING"}},
+}
+
+
+# -- payloads ------------------------------------------------------------------------
+
+
+def v2_body(v1_body: bytes) -> bytes:
+    """The same instances as an Open Inference Protocol (V2) request of one FP64 tensor."""
+    instances = json.loads(v1_body)["instances"]
+    flat = [x for row in instances for x in row]
+    tensor = {"name": "input-0", "shape": [len(instances), N_FEATURES], "datatype": "FP64"}
+    return json.dumps({"inputs": [{**tensor, "data": flat}]}).encode()
+
+
+def predictions_of(server: str, response: dict) -> list:
+    if server == MLSERVER:
+        out = response["outputs"][0]
+        if len(out["data"]) != out["shape"][0]:
+            raise RuntimeError(f"MLServer output shape {out['shape']} vs {len(out['data'])} values")
+        return list(out["data"])
+    return list(response["predictions"])
+
+
+def reference_predictions(model_file: Path, body: bytes) -> Any:
+    """What every server must answer: the model's own predict on these instances."""
+    import numpy as np
+
+    x = np.asarray(json.loads(body)["instances"], dtype=np.float64)
+    if model_file.suffix == ".joblib":
+        import joblib
+
+        return joblib.load(model_file).predict(x)
+    import xgboost
+
+    return xgboost.Booster(model_file=str(model_file)).inplace_predict(x.astype(np.float32))
+
+
+def validate(server: str, url: str, body: bytes, expected: Any) -> None:
+    """4 concurrent requests: each must get HTTP 200 and exactly the expected predictions."""
+    import numpy as np
+
+    def one(_: int) -> list:
+        req = urllib.request.Request(
+            url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                status, payload = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            raise RuntimeError(f"{server} {url}: HTTP {e.code}: {e.read()[:300]!r}") from e
+        if status != 200:
+            raise RuntimeError(f"{server} {url}: HTTP {status}")
+        return predictions_of(server, json.loads(payload))
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(one, range(4)))
+    for got in answers:
+        if len(got) != len(expected):
+            raise RuntimeError(f"{server} {url}: {len(got)} predictions, expected {len(expected)}")
+        if not np.allclose(np.asarray(got, dtype=np.float64), expected, rtol=1e-5, atol=1e-6):
+            raise RuntimeError(f"{server} {url}: predictions differ from the model's own")
+
+
+# -- server processes ----------------------------------------------------------------
+
+
+class Server:
+    """A server started pinned to core 0 in its own process group (stopped by its PID)."""
+
+    def __init__(self, cmd: list[str], cwd: Path, ready_url: str, log: Path, env=None):
+        self.log = log
+        self.log_file = log.open("wb")
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", "0", *cmd],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        started = time.perf_counter()
+        while True:
+            try:
+                with urllib.request.urlopen(ready_url, timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.perf_counter() - started > 90:
+                self.stop()
+                tail = log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"server not ready ({' '.join(cmd)}):\n{tail}")
+            time.sleep(0.05)
+        self.ready_s = time.perf_counter() - started
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                pass
+        # the group may still hold children (MLServer's inference workers)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc.poll() is None:
+            self.proc.wait(5)
+        self.log_file.close()
+
+
+def version_of(python: str, dist: str) -> str:
+    code = f"import importlib.metadata as m; print(m.version({dist!r}))"
+    return subprocess.run([python, "-c", code], capture_output=True, text=True).stdout.strip()
+
+
+def start_ours(model_dir: Path, flags: list[str], root: Path) -> tuple[Server, str]:
+    port = free_port()
+    work = Path(tempfile.mkdtemp(prefix="ours-", dir=root))
+    cmd = [sys.executable, "-m", "predictor_runtime", "serve", "--model-dir", str(model_dir),
+           "--model-name", MODEL_NAME, "--port", str(port), "--state-dir", str(work / "state"),
+           *flags]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    server = Server(cmd, work, url + "/readyz", work / "server.log")
+    return server, f"{url}/v1/models/{MODEL_NAME}:predict"
+
+
+def start_mlserver(
+    python: str, model_file: Path, kind: str, config: tuple, root: Path
+) -> tuple[Server, str]:
+    _, workers, batch_size, batch_time = config
+    repo = Path(tempfile.mkdtemp(prefix="mlserver-", dir=root))
+    port = free_port()
+    settings = {
+        "debug": False,
+        "host": "127.0.0.1",
+        "http_port": port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        "metrics_endpoint": None,
+        "gzip_enabled": False,
+        "parallel_workers": workers,
+        "load_models_at_startup": True,
+    }
+    impl = "mlserver_sklearn.SKLearnModel" if kind == "forest" else "mlserver_xgboost.XGBoostModel"
+    model_settings = {
+        "name": MODEL_NAME,
+        "implementation": impl,
+        "parameters": {"uri": str(model_file)},
+        "max_batch_size": batch_size,
+        "max_batch_time": batch_time,
+    }
+    (repo / "settings.json").write_text(json.dumps(settings))
+    (repo / "model-settings.json").write_text(json.dumps(model_settings))
+    mlserver_bin = str(Path(python).parent / "mlserver")
+    url = f"http://127.0.0.1:{port}"
+    ready = f"{url}/v2/models/{MODEL_NAME}/ready"
+    server = Server([mlserver_bin, "start", str(repo)], repo, ready, repo / "server.log")
+    return server, f"{url}/v2/models/{MODEL_NAME}/infer"
+
+
+def start_kserve(
+    python: str, model_file: Path, kind: str, extra: list[str], root: Path
+) -> tuple[Server, str]:
+    port = free_port()
+    work = Path(tempfile.mkdtemp(prefix="kserve-", dir=root))
+    script = work / "kserve_server.py"
+    script.write_text(KSERVE_SERVER)
+    flags = list(extra)
+    if extra:  # "quiet": no access log either
+        (work / "log.json").write_text(json.dumps(QUIET_LOG_CONFIG))
+        flags += ["--log_config_file", str(work / "log.json")]
+    cmd = [python, str(script), "--model_file", str(model_file), "--kind", kind,
+           "--model_name", MODEL_NAME, "--http_port", str(port), "--grpc_port", str(free_port()),
+           "--workers", "1", *flags]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    server = Server(cmd, work, f"{url}/v1/models/{MODEL_NAME}", work / "server.log")
+    return server, f"{url}/v1/models/{MODEL_NAME}:predict"
+
+
+# -- runs ----------------------------------------------------------------------------
+
+
+def measure(
+    server_name: str,
+    start: Any,
+    bodies: dict,
+    expected: dict,
+    script: Path,
+    args: argparse.Namespace,
+) -> list[dict[str, Any]]:
+    """Start one server, validate and time both workloads, stop it."""
+    server, url = start()
+    out = []
+    try:
+        for wname, rows, conns, _ in WORKLOADS:
+            body_file = bodies[(server_name, wname)]
+            validate(server_name, url, body_file.read_bytes(), expected[wname])
+            run_wrk(url, body_file, script, conns, args.warmup)
+            res = run_wrk(url, body_file, script, conns, args.duration)
+            out.append(
+                {
+                    "workload": wname,
+                    "rows": rows,
+                    "connections": conns,
+                    "requests_per_s": res["requests_per_s"],
+                    "instances_per_s": res["requests_per_s"] * rows,
+                    "p50_ms": res["p50_us"] / 1000,
+                    "p99_ms": res["p99_us"] / 1000,
+                    "errors": res["errors"],
+                    "ready_s": server.ready_s,
+                }
+            )
+    finally:
+        server.stop()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--anchors-python", default="/work/venv-anchors/bin/python",
+                    help="interpreter of the venv with mlserver (and kserve)")  # fmt: skip
+    ap.add_argument("--kserve-python", action="append",
+                    help="interpreter(s) with kserve (default: --anchors-python)")  # fmt: skip
+    ap.add_argument("--duration", type=float, default=8, help="seconds per timed wrk run")
+    ap.add_argument("--warmup", type=float, default=2, help="seconds of warm-up per run")
+    ap.add_argument("--servers", default="ours,mlserver,kserve", help="comma-separated subset")
+    ap.add_argument("--max-minutes", type=float, default=20, help="skip what is left after this")
+    ap.add_argument("--json", help="also write all results as JSON here")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None or shutil.which("taskset") is None:
+        sys.stderr.write("error: needs wrk and taskset (apt-get install wrk util-linux)\n")
+        return 2
+    wanted = set(args.servers.split(","))
+    kserve_pythons = args.kserve_python or [args.anchors_python]
+    deadline = time.monotonic() + args.max_minutes * 60
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
+
+    versions = {"mlserver": version_of(args.anchors_python, "mlserver")}
+    kserve_labels = {p: f"{KSERVE} {version_of(p, 'kserve')}" for p in kserve_pythons}
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="predictor-compare-") as tmp:
+        root = Path(tmp)
+        models = build_models(root)
+        script = root / "post.lua"
+        script.write_text(WRK_SCRIPT)
+        bodies: dict[tuple[str, str], Path] = {}
+        for wname, rows, _, seed in WORKLOADS:
+            v1 = make_body(rows, seed)
+            for server_name, body in ((OURS, v1), (KSERVE, v1), (MLSERVER, v2_body(v1))):
+                bodies[(server_name, wname)] = root / f"{server_name}-{wname}.json"
+                bodies[(server_name, wname)].write_bytes(body)
+
+        for model, model_dir in models.items():
+            kind = "forest" if model.startswith("RandomForest") else "booster"
+            model_file = model_dir / ("model.joblib" if kind == "forest" else "model.json")
+            runs: list[tuple[str, str, Any]] = []
+            expected = {
+                wname: reference_predictions(model_file, bodies[(OURS, wname)].read_bytes())
+                for wname, *_ in WORKLOADS
+            }
+            if "ours" in wanted:
+                for label, flags in OURS_GRID:
+                    runs.append((OURS, label, lambda d=model_dir, f=flags: start_ours(d, f, root)))
+            if "mlserver" in wanted:
+                for cfg in MLSERVER_GRID:
+                    runs.append((MLSERVER, cfg[0], lambda c=cfg, f=model_file, k=kind:
+                                 start_mlserver(args.anchors_python, f, k, c, root)))  # fmt: skip
+            if "kserve" in wanted:
+                for py in kserve_pythons:
+                    for label, extra in KSERVE_GRID:
+                        runs.append((KSERVE, f"{kserve_labels[py]}, {label}",
+                                     lambda p=py, e=extra, f=model_file, k=kind:
+                                     start_kserve(p, f, k, e, root)))  # fmt: skip
+            for server_name, config, start in runs:
+                if time.monotonic() > deadline:
+                    print(f"skipped (time budget): {server_name} {config} {model}", file=sys.stderr)
+                    continue
+                try:
+                    rows = measure(server_name, start, bodies, expected, script, args)
+                except (RuntimeError, subprocess.CalledProcessError) as e:
+                    print(f"FAILED {server_name} [{config}] {model}: {e}", file=sys.stderr)
+                    continue
+                for r in rows:
+                    r.update(server=server_name, config=config, model=model)
+                    results.append(r)
+                    print(json.dumps(r), file=sys.stderr)
+
+    print_tables(results, versions, args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def best(results: list[dict], server: str, model: str, workload: str) -> dict | None:
+    rows = [r for r in results if (r["server"], r["model"], r["workload"]) == (server, model, workload)]  # fmt: skip
+    ok = [r for r in rows if r["errors"] == 0] or rows
+    return max(ok, key=lambda r: r["requests_per_s"], default=None)
+
+
+def print_tables(results: list[dict], versions: dict, args: argparse.Namespace) -> None:
+    import platform
+
+    import numpy
+    import sklearn
+    import xgboost
+
+    print(
+        f"\nMachine: {os.cpu_count()} cores ({platform.machine()}), Python "
+        f"{platform.python_version()}, numpy {numpy.__version__}, scikit-learn "
+        f"{sklearn.__version__}, xgboost {xgboost.__version__}; MLServer {versions['mlserver']}; "
+        f"each server on core 0, wrk on core 1, {args.duration:g} s per run after "
+        f"{args.warmup:g} s warm-up. W1 = 1 instance/request, 16 connections; "
+        f"W2 = 1,000 instances/request, 4 connections.\n"
+    )
+    print(
+        "| server (setting) | model | workload | req/s | instances/s | p50 ms | p99 ms "
+        "| errors | ours (default) req/s ÷ this |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for model in dict.fromkeys(r["model"] for r in results):
+        for wname, *_ in WORKLOADS:
+            ours_rows = [
+                r for r in results
+                if (r["server"], r["model"], r["workload"]) == (OURS, model, wname)
+            ]  # fmt: skip
+            default = next((r for r in ours_rows if r["config"] == OURS_GRID[0][0]), None)
+            anchors = [best(results, s, model, wname) for s in (MLSERVER, KSERVE)]
+            anchors = [a for a in anchors if a is not None]
+            top = max(anchors, key=lambda r: r["requests_per_s"], default=None)
+            for r in ours_rows + anchors:
+                if r["server"] == OURS:
+                    ratio = f"**{r['requests_per_s'] / top['requests_per_s']:.2f}x** vs best anchor" if top else "-"  # fmt: skip
+                else:
+                    ratio = f"{default['requests_per_s'] / r['requests_per_s']:.2f}x" if default else "-"  # fmt: skip
+                print(
+                    f"| {r['server']} ({r['config']}) | {model} | {wname} "
+                    f"| {r['requests_per_s']:,.0f} | {r['instances_per_s']:,.0f} "
+                    f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {ratio} |"
+                )
+
+    print("\nAll configurations tried:\n")
+    print("| server | setting | model | workload | req/s | p50 ms | p99 ms | errors | ready s |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(
+            f"| {r['server']} | {r['config']} | {r['model']} | {r['workload']} "
+            f"| {r['requests_per_s']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+            f"| {r['errors']} | {r['ready_s']:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
