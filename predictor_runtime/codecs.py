@@ -239,7 +239,7 @@ def _default(obj: Any) -> Any:
 
 def rowify(outputs: dict[str, Any], n: int | None = None) -> list[dict[str, Any]]:
     """A dict of batch outputs (one array per output name) -> one object per instance."""
-    lengths = {}
+    lengths: dict[str, int | None] = {}
     for key, value in outputs.items():
         try:
             lengths[key] = len(value)

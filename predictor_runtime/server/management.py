@@ -336,12 +336,7 @@ class Management:
             parse_body(body, "setDefaultVersionRequest", set())
         store = self.state.store
         with store.transaction() as tx:
-            mrec = store.get_model(model, tx)
-            rec = store.get_version(model, name, tx) if mrec is not None else None
-            if mrec is None or rec is None:
-                raise not_found(
-                    f'Field: name Error: The version resource: "{name}" (model {model}) was not found.'
-                )
+            mrec, rec = _model_and_version(store, tx, model, name)
             old = mrec.get("defaultVersion")
             if old and old != name:
                 old_rec = store.get_version(model, old, tx)
@@ -359,12 +354,7 @@ class Management:
     ) -> Any:
         store = self.state.store
         with store.transaction() as tx:
-            mrec = store.get_model(model, tx)
-            rec = store.get_version(model, name, tx) if mrec is not None else None
-            if mrec is None or rec is None:
-                raise not_found(
-                    f'Field: name Error: The version resource: "{name}" (model {model}) was not found.'
-                )
+            mrec, rec = _model_and_version(store, tx, model, name)
             others = [r["name"] for _, r in store.versions(model, tx) if r["name"] != name]
             if mrec.get("defaultVersion") == name:
                 if others:
@@ -584,3 +574,14 @@ def check_etag(obj: dict[str, Any], rec: dict[str, Any], what: str) -> None:
 
 
 __all__ = ["ApiError", "Management"]
+
+
+def _model_and_version(store: Any, tx: Any, model: str, name: str) -> tuple[dict, dict]:
+    """The model and version records, read inside ``tx``; 404 naming the version if absent."""
+    mrec = store.get_model(model, tx)
+    rec = store.get_version(model, name, tx) if mrec is not None else None
+    if mrec is None or rec is None:
+        raise not_found(
+            f'Field: name Error: The version resource: "{name}" (model {model}) was not found.'
+        )
+    return mrec, rec
