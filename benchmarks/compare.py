@@ -67,6 +67,7 @@ from load import (  # benchmarks/ is not a package
     free_port,
     make_body,
     run_wrk,
+    wrk_row,
 )
 
 OURS = "predictor-runtime"
@@ -350,19 +351,7 @@ def measure(
             validate(server_name, url, body_file.read_bytes(), expected[wname])
             run_wrk(url, body_file, script, conns, args.warmup)
             res = run_wrk(url, body_file, script, conns, args.duration)
-            out.append(
-                {
-                    "workload": wname,
-                    "rows": rows,
-                    "connections": conns,
-                    "requests_per_s": res["requests_per_s"],
-                    "instances_per_s": res["requests_per_s"] * rows,
-                    "p50_ms": res["p50_us"] / 1000,
-                    "p99_ms": res["p99_us"] / 1000,
-                    "errors": res["errors"],
-                    "ready_s": server.ready_s,
-                }
-            )
+            out.append({**wrk_row(res, wname, rows, conns), "ready_s": server.ready_s})
     finally:
         server.stop()
     return out

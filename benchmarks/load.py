@@ -118,6 +118,20 @@ def build_models(root: Path) -> dict[str, Path]:
     return {"RandomForest (sklearn)": rf_dir, "XGBoost": xgb_dir}
 
 
+def wrk_row(res: dict[str, Any], workload: str, rows: int, conns: int) -> dict[str, Any]:
+    """The common result fields of one timed wrk run (rates, percentiles in ms, errors)."""
+    return {
+        "workload": workload,
+        "rows": rows,
+        "connections": conns,
+        "requests_per_s": res["requests_per_s"],
+        "instances_per_s": res["requests_per_s"] * rows,
+        "p50_ms": res["p50_us"] / 1000,
+        "p99_ms": res["p99_us"] / 1000,
+        "errors": res["errors"],
+    }
+
+
 def make_body(rows: int, seed: int) -> bytes:
     """A predict body of ``rows`` instances of 30 random features."""
     import numpy as np
@@ -304,14 +318,7 @@ def main() -> int:
                         {
                             "model": name,
                             "via": via,
-                            "workload": wname,
-                            "rows": rows,
-                            "connections": conns,
-                            "requests_per_s": res["requests_per_s"],
-                            "instances_per_s": res["requests_per_s"] * rows,
-                            "p50_ms": res["p50_us"] / 1000,
-                            "p99_ms": res["p99_us"] / 1000,
-                            "errors": res["errors"],
+                            **wrk_row(res, wname, rows, conns),
                             "floor_requests_per_s": floor,
                             "vs_floor": res["requests_per_s"] / floor,
                             "ready_s": ready_s,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,15 +77,23 @@ def predict(
 
 
 def run_cli(
-    *args: str, stdin: str | None = None, cwd: str | Path | None = None, timeout: float = 120
+    *args: str,
+    stdin: str | None = None,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m predictor_runtime ARGS`` in a subprocess and capture its output."""
+    """Run ``python -m predictor_runtime ARGS`` in a subprocess and capture its output.
+
+    ``env`` replaces the environment (default: this process's).
+    """
     return subprocess.run(
         [sys.executable, "-m", "predictor_runtime", *args],
         input=stdin,
         capture_output=True,
         text=True,
         cwd=cwd,
+        env=None if env is None else dict(env),
         timeout=timeout,
         check=False,
     )

@@ -31,6 +31,7 @@ from predictor_runtime.errors import (
     ModelLoadError,
 )
 from predictor_runtime.loader import load_model
+from predictor_runtime.testing import run_cli as cli
 
 # -- helpers and fixtures ---------------------------------------------------------------
 
@@ -56,16 +57,6 @@ def handle(model_dir: str, instances: list[Any], **kwargs: Any) -> tuple[int, st
     dispatcher = Dispatcher(load_model(model_dir), **kwargs)
     status, body = dispatcher.handle(orjson.dumps({"instances": instances}))
     return status, orjson.loads(body).get("error", "")
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "predictor_runtime", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

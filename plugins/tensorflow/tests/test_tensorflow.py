@@ -23,6 +23,7 @@ import pytest
 from predictor_runtime.dispatcher import Dispatcher
 from predictor_runtime.errors import ModelLoadError
 from predictor_runtime.loader import load_model
+from predictor_runtime.testing import run_cli
 
 pytestmark = [
     pytest.mark.skipif(
@@ -359,13 +360,7 @@ def test_signature_name_must_be_a_string(dispatchers) -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "predictor_runtime", "predict", *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=120,
-    )
+    return run_cli("predict", *args, env=ENV)
 
 
 def test_cli_predict(models, dispatchers, tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from sklearn.preprocessing import StandardScaler
 from predictor_runtime.dispatcher import Dispatcher
 from predictor_runtime.errors import FrameworkNotFoundError, InvalidInstanceError, ModelLoadError
 from predictor_runtime.loader import load_model
+from predictor_runtime.testing import run_cli as cli
 
 # -- helpers and fixtures ---------------------------------------------------------------
 
@@ -56,16 +57,6 @@ def native(booster: xgb.Booster, X: np.ndarray) -> np.ndarray:
 def as_f32(predictions: list[Any]) -> np.ndarray:
     """JSON predictions back to float32 (orjson writes float32 values exactly)."""
     return np.array(predictions, dtype=np.float64).astype(np.float32)
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "predictor_runtime", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> str:
