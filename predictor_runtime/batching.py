@@ -41,8 +41,8 @@ Guarantees (each a bug seen in another server, see research notes section B):
 - a bad instance fails only the request it belongs to: an
   :class:`~predictor_runtime.errors.InvalidInstanceError` from a merged call is mapped back
   to its request (with the index rebased to that request), which fails, and the others are
-  re-run; any other error from a merged call makes every request run alone, so errors
-  stay per request;
+  re-run; any other error from a merged call is narrowed down by bisection (each half
+  runs again), so the failing request fails alone in about log2(n) extra calls;
 - a caller that was cancelled (timeout, disconnect) is skipped and never wedges the worker.
 """
 
@@ -57,6 +57,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import orjson
 
 from .dispatcher import Dispatcher
@@ -70,6 +71,18 @@ ADAPTIVE_WAIT_CAP = 0.005
 
 #: ``on_batch(rows, requests, seconds)``: called after every model call (e.g. for metrics).
 BatchHook = Callable[[int, int, float], None]
+
+
+def merge_instances(parts: list[Any]) -> Any:
+    """Concatenate the instances of several requests: arrays (V2 tensors) stay one array."""
+    if all(isinstance(p, np.ndarray) for p in parts):
+        first = parts[0]
+        if all(p.shape[1:] == first.shape[1:] and p.dtype == first.dtype for p in parts):
+            return np.concatenate(parts)
+    merged: list[Any] = []
+    for part in parts:
+        merged.extend(part)
+    return merged
 
 
 def kwargs_key(kwargs: dict[str, Any]) -> bytes:
@@ -330,11 +343,12 @@ class Batcher:
                 it.future.set_result(out)
             return
 
-        merged: list[Any] = []
         starts: list[int] = []
+        total = 0
         for it in batch:
-            starts.append(len(merged))
-            merged.extend(it.instances)
+            starts.append(total)
+            total += it.n
+        merged = merge_instances([it.instances for it in batch])
         try:
             out, seconds = await loop.run_in_executor(
                 self._executor, self._call, merged, batch[0].kwargs
@@ -344,8 +358,8 @@ class Batcher:
                 it.future.cancel()
             raise
         except InvalidInstanceError as exc:
-            if not 0 <= exc.index < len(merged):
-                await self._one_by_one(batch, loop)
+            if not 0 <= exc.index < total:
+                await self._bisect(batch, loop)
                 return
             j = bisect.bisect_right(starts, exc.index) - 1
             bad = batch[j]
@@ -356,19 +370,25 @@ class Batcher:
                 await self._execute(rest, loop)
             return
         except Exception:
-            await self._one_by_one(batch, loop)
+            await self._bisect(batch, loop)
             return
-        self._report(len(merged), len(batch), seconds)
-        ends = [*starts[1:], len(merged)]
+        self._report(total, len(batch), seconds)
+        ends = [*starts[1:], total]
         for it, start, end in zip(batch, starts, ends, strict=True):
             if not it.future.done():
                 it.future.set_result(out[start:end])
 
-    async def _one_by_one(self, batch: list[_Item], loop: asyncio.AbstractEventLoop) -> None:
-        """Fallback after a merged call failed: each request alone, errors stay its own."""
-        for it in batch:
-            if it.wanted():
+    async def _bisect(self, batch: list[_Item], loop: asyncio.AbstractEventLoop) -> None:
+        """After a merged call failed: run each half again, so the failing request is found
+        in about log2(n) calls and fails alone, while the others get their predictions."""
+        live = [it for it in batch if it.wanted()]
+        if len(live) <= 2:
+            for it in live:
                 await self._execute([it], loop)
+            return
+        mid = len(live) // 2
+        await self._execute(live[:mid], loop)
+        await self._execute(live[mid:], loop)
 
     def _report(self, rows: int, requests: int, seconds: float) -> None:
         # an oversized request says nothing about how many rows to wait for

@@ -165,8 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from .dispatcher import DEFAULT_MAX_BATCH_SIZE, Dispatcher
+    from .dispatcher import DEFAULT_MAX_BATCH_SIZE
     from .loader import load_model
+    from .pipeline import Pipeline
 
     model = load_model(
         args.model_dir,
@@ -178,7 +179,7 @@ def _load(args: argparse.Namespace) -> Any:
     size = args.max_batch_size or DEFAULT_MAX_BATCH_SIZE
     if size < 1:
         raise CliError(f"--max-batch-size must be at least 1, got {size}")
-    return Dispatcher(model, max_batch_size=size, decode_b64=args.decode_b64)
+    return Pipeline(model, max_batch_size=size, decode_b64=args.decode_b64)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -191,17 +192,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
         source = args.json_instances or args.text_instances
         instances = read_instances(source, as_text=bool(args.text_instances))
         body = b""
-    dispatcher = _load(args)
+    pipeline = _load(args)
     if body:
-        instances, kwargs = dispatcher.parse(body)
+        instances, kwargs = pipeline.dispatcher.parse(body)
     else:
         kwargs = {}
-        if dispatcher.decode:
+        if pipeline.dispatcher.decode:
             instances = codecs.decode_b64(instances)
     if args.signature_name:
         kwargs["signature_name"] = args.signature_name
-    out = codecs.predictions_body(dispatcher.predict(instances, kwargs))
-    sys.stdout.write(out.decode("utf-8") + "\n")
+    out = pipeline.run(lambda p: p.predict(instances, kwargs))
+    sys.stdout.write(codecs.predictions_body(out).decode("utf-8") + "\n")
     return 0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -265,6 +266,15 @@ def dumps(obj: Any) -> bytes:
         return orjson.dumps(obj, default=_default, option=_DUMPS_OPTIONS)
     except TypeError as exc:
         raise InvalidOutputError(str(exc)) from exc
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` as plain JSON values (what :func:`dumps` would write), e.g. for a stream chunk."""
+    if obj is None or isinstance(obj, str | bool | int):
+        return obj
+    if type(obj) is float:
+        return obj if math.isfinite(obj) else None
+    return orjson.loads(dumps(obj))
 
 
 def predictions_body(predictions: Any) -> bytes:

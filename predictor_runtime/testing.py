@@ -28,7 +28,9 @@ from typing import Any
 import orjson
 import pluggy
 
-from .dispatcher import DEFAULT_MAX_BATCH_SIZE, DecodeRule, Dispatcher
+from . import codecs
+from .dispatcher import DEFAULT_MAX_BATCH_SIZE, DecodeRule
+from .errors import PredictorRuntimeError
 from .loader import LoadedModel, load_model
 from .plugins import get_plugin_manager
 
@@ -70,9 +72,19 @@ def predict(
     ``model`` is a model directory (loaded with ``load_options``) or a loaded model;
     ``kwargs`` become the request's other top-level keys.
     """
+    from .pipeline import Pipeline
+
     loaded = model if isinstance(model, LoadedModel) else load(model, pm=pm, **(load_options or {}))
-    dispatcher = Dispatcher(loaded, max_batch_size=max_batch_size, decode_b64=decode_b64)
-    status, body = dispatcher.handle(orjson.dumps({"instances": list(instances), **kwargs}))
+    pipeline = Pipeline(loaded, max_batch_size=max_batch_size, decode_b64=decode_b64)
+    request = orjson.dumps({"instances": list(instances), **kwargs})
+
+    async def call(p: Pipeline) -> tuple[int, bytes]:
+        try:
+            return 200, await p.predict_body(request)
+        except PredictorRuntimeError as exc:
+            return exc.status, codecs.error_body(exc.message)
+
+    status, body = pipeline.run(call)
     return status, orjson.loads(body)
 
 

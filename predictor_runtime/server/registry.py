@@ -18,6 +18,7 @@ from typing import Any
 from ..batching import Batcher, BatchHook
 from ..dispatcher import DEFAULT_MAX_BATCH_SIZE, DecodeRule, Dispatcher
 from ..errors import NotFoundError, NotReadyError, PredictorRuntimeError
+from ..pipeline import Pipeline
 
 CREATING = "CREATING"
 READY = "READY"
@@ -70,8 +71,8 @@ class Version:
     create_time: float = field(default_factory=time.time)
     last_use_time: float | None = None
     framework_api_name: str | None = None
-    dispatcher: Dispatcher | None = None
-    batcher: Batcher | None = None
+    #: the predict pipeline once READY (None before).
+    pipeline: Pipeline | None = None
     #: ``requestLoggingConfig`` (validated) or None; read once per predict request.
     request_logging_config: dict[str, Any] | None = None
     auto_scaling: dict[str, Any] | None = None
@@ -87,16 +88,26 @@ class Version:
     shared_state: str | None = None
     shared_error: str = ""
 
-    def ready(self) -> Batcher:
-        """The batcher to predict with; :class:`NotReadyError` unless READY."""
-        if self.state != READY or self.batcher is None:
+    @property
+    def dispatcher(self) -> Dispatcher | None:
+        """The pipeline's dispatcher (None until loaded)."""
+        return self.pipeline.dispatcher if self.pipeline is not None else None
+
+    @property
+    def batcher(self) -> Batcher | None:
+        """The pipeline's batcher (None until loaded)."""
+        return self.pipeline.batcher if self.pipeline is not None else None
+
+    def ready(self) -> Pipeline:
+        """The pipeline to predict with; :class:`NotReadyError` unless READY."""
+        if self.state != READY or self.pipeline is None:
             detail = (
                 f": {self.error_message}" if self.state == FAILED and self.error_message else ""
             )
             raise NotReadyError(
                 f"Version {self.name} of model {self.model} is not ready (state {self.state}){detail}"
             )
-        return self.batcher
+        return self.pipeline
 
     def resource(self, project: str, *, is_default: bool) -> dict[str, Any]:
         """The AI Platform ``Version`` JSON for this version."""
@@ -256,15 +267,14 @@ class Registry:
     def attach(self, version: Version, loaded: Any) -> Version:
         """Make ``version`` READY with an already loaded model (a ``LoadedModel``)."""
         s = self.settings
-        dispatcher = Dispatcher(loaded, max_batch_size=s.max_batch_size, decode_b64=s.decode_b64)
         hook: BatchHook | None = None
         if self._on_batch is not None:
             hook = self._on_batch(version.model, version.name)
-        version.dispatcher = dispatcher
-        version.batcher = Batcher(
-            dispatcher,
+        version.pipeline = Pipeline(
+            loaded,
             max_batch_size=s.max_batch_size,
             max_batch_delay_ms=s.max_batch_delay_ms,
+            decode_b64=s.decode_b64,
             on_batch=hook,
         )
         version.error_message = ""
@@ -302,5 +312,5 @@ class Registry:
         """Stop every version's batcher."""
         for m in self.models.values():
             for v in m.versions.values():
-                if v.batcher is not None:
-                    await v.batcher.aclose()
+                if v.pipeline is not None:
+                    await v.pipeline.aclose()

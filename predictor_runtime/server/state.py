@@ -37,10 +37,14 @@ import asyncio
 import contextlib
 import functools
 import logging
+import sqlite3
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from ..errors import PredictorRuntimeError
 from ..request_log import RequestLogger
 from ..store import Store
 from .registry import (
@@ -56,6 +60,14 @@ from .registry import (
 )
 
 logger = logging.getLogger("predictor_runtime.server")
+T = TypeVar("T")
+
+
+class StoreBusyError(PredictorRuntimeError):
+    """The state database stayed locked by another process: 503, retry."""
+
+    status = 503
+
 
 VERSION_TYPE = "type.googleapis.com/google.cloud.ml.v1.Version"
 #: How long a predict waits for this worker's copy of a version the store calls READY.
@@ -167,7 +179,47 @@ class ManagedState:
         self._loading: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._touched: dict[tuple[str, str], float] = {}
         self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
         self._last_touch = time.monotonic()
+        self._store_executor: ThreadPoolExecutor | None = None
+
+    async def run_store(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` (store work) in the store's own thread, off the event loop.
+
+        One thread: SQLite writes are serialised anyway, and a slow or locked database
+        then delays store work only, never the requests being served meanwhile.
+        :raises StoreBusyError: the database stayed locked (503, answered quickly).
+        """
+        if self._store_executor is None:
+            self._store_executor = ThreadPoolExecutor(1, thread_name_prefix="predictor-store")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._store_executor, functools.partial(fn, *args))
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusyError(f"The state database is busy ({exc}); retry shortly") from exc
+            raise
+
+    async def refresh(self, *, force: bool = False) -> bool:
+        """:meth:`sync` with the store read in the store's thread, applied on the loop.
+
+        :return: whether the registry was reconciled.
+        """
+        read = await self.run_store(self._read_changes, force)
+        if read is None:
+            return False
+        self._reconcile(*read)
+        return True
+
+    def _read_changes(
+        self, force: bool
+    ) -> tuple[list[dict[str, Any]], list[tuple[str, dict[str, Any]]]] | None:
+        store = self.store
+        dv = store.data_version()
+        if not force and dv == self._data_version:
+            return None
+        self._data_version = dv
+        return store.models(), store.versions()
 
     @property
     def store(self) -> Store:
@@ -228,7 +280,7 @@ class ManagedState:
             on_drop = self.metrics.log_dropped if self.metrics is not None else None
             self.request_logger = RequestLogger(self.state_dir, on_drop=on_drop)
             self.request_logger.start()
-        self.sync(force=True)
+        await self.refresh(force=True)
         self._task = asyncio.get_running_loop().create_task(self._periodic())
 
     async def aclose(self) -> None:
@@ -238,20 +290,23 @@ class ManagedState:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         with contextlib.suppress(Exception):
-            self.persist_last_use()
+            await self.run_store(self.persist_last_use)
         if self.request_logger is not None:
             await asyncio.to_thread(self.request_logger.close)
         if self._store is not None and self.state_dir is not None:
-            self._store.close()
+            await self.run_store(self._store.close)
             self._store = None
+        if self._store_executor is not None:
+            self._store_executor.shutdown(wait=False)
+            self._store_executor = None
 
     async def _periodic(self) -> None:
         while True:
             await asyncio.sleep(self.sync_interval)
             try:
-                self.sync()
+                await self.refresh()
                 if time.monotonic() - self._last_touch >= self.touch_interval:
-                    await asyncio.to_thread(self.persist_last_use)
+                    await self.run_store(self.persist_last_use)
             except Exception:
                 logger.exception("state sync failed")
 
@@ -313,9 +368,11 @@ class ManagedState:
         task = self._loading.pop((v.model, v.name), None)
         if task is not None:
             task.cancel()
-        if v.batcher is not None:
+        if v.pipeline is not None:
             with contextlib.suppress(RuntimeError):  # no running loop (tests)
-                asyncio.get_running_loop().create_task(v.batcher.aclose())
+                task = asyncio.get_running_loop().create_task(v.pipeline.aclose())
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
     # -- loading ------------------------------------------------------------------------
 
@@ -331,21 +388,28 @@ class ManagedState:
         with contextlib.suppress(Exception):  # the version records its own FAILED state
             await asyncio.get_running_loop().run_in_executor(None, load)
         try:
-            self._finish_load(v)
+            read = await self.run_store(self._finish_load, v)
+            if read is not None:
+                self._reconcile(*read)
         except Exception:
             logger.exception("could not record the load of %s/%s", v.model, v.name)
         finally:
             if self._loading.get((v.model, v.name)) is asyncio.current_task():
                 del self._loading[(v.model, v.name)]
 
-    def _finish_load(self, v: Version) -> None:
-        """Record READY/FAILED in the store (if still CREATING) and finish operations."""
+    def _finish_load(
+        self, v: Version
+    ) -> tuple[list[dict[str, Any]], list[tuple[str, dict[str, Any]]]] | None:
+        """Record READY/FAILED in the store (if still CREATING) and finish operations.
+
+        Runs in the store's thread; returns the re-read tables for the caller to apply.
+        """
         store = self.store
         now = rfc3339(time.time())
         with store.transaction() as tx:
             rec = store.get_version(v.model, v.name, tx)
             if rec is None or rec.get("createTime") != rfc3339(v.create_time):
-                return  # deleted (or deleted and re-created) while loading
+                return None  # deleted (or deleted and re-created) while loading
             if rec.get("state") == CREATING:
                 rec.update(
                     state=v.state,
@@ -367,14 +431,14 @@ class ManagedState:
                 else:
                     op["response"] = {"@type": VERSION_TYPE, **resource}
                 store.put_operation(op, tx)
-        self.sync(force=True)
+        return self._read_changes(True)
 
     async def resolve(self, model: str, version: str | None) -> Version:
         """Slow path of predict when the fast lookup failed: sync, or wait for a local load.
 
         :raises NotFoundError: still unknown after a sync.
         """
-        self.sync()  # cheap when nothing changed: one PRAGMA data_version
+        await self.refresh()  # cheap when nothing changed: one PRAGMA data_version
         v = self.registry.version(model, version)
         if v.state == CREATING and v.shared_state == READY:
             task = self._loading.get((v.model, v.name))

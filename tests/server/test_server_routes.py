@@ -9,8 +9,6 @@ import httpx
 import orjson
 import pytest
 
-from predictor_runtime.server.app import resolve
-
 PREDICT_PATHS = [
     "/v1/projects/p1/models/echo:predict",
     "/v1/projects/p1/models/echo/versions/v1:predict",
@@ -250,13 +248,29 @@ def test_metrics_contents(live):
     assert 'predictor_batch_size_rows_sum{model="echo",version="v1"} 3.0' in text
 
 
-def test_resolve_routes():
-    assert resolve("/v1/projects/p/models/m:predict") == (1, "m", None)
-    assert resolve("/v1/models/m/versions/v:predict") == (1, "m", "v")
-    assert resolve("/v1/projects/p/models") == (2, "p")
-    assert resolve("/v1/projects/p/models/m/versions/v") == (5, "p", "m", "v")
-    assert resolve("/v1/projects/p/models/m:frobnicate")[0] == 9
-    assert resolve("/v1//models/m:predict")[0] == 9
+def test_route_table_resolves_predict_and_resources(live):
+    router = live.app.router
+
+    def hit(method, path):
+        found = router.match(path).for_method(method)
+        return None if found is None else (found[0].pattern, found[1])
+
+    assert hit("POST", "/v1/projects/p/models/m:predict") == (
+        "/v1/projects/{project}/models/{model}:predict",
+        {"project": "p", "model": "m"},
+    )
+    assert hit("POST", "/v1/models/m/versions/v:predict")[1] == {"model": "m", "version": "v"}
+    assert hit("GET", "/v1/projects/p/models")[1] == {"project": "p"}
+    assert hit("GET", "/v1/projects/p/models/m/versions/v/")[1] == {
+        "project": "p",
+        "model": "m",
+        "version": "v",
+    }
+    assert hit("GET", "/v1/projects/p/operations/op1")[1] == {"project": "p", "operation": "op1"}
+    assert hit("POST", "/v1/projects/p/models/m/versions/v:setDefault") is not None
+    assert router.match("/v1/projects/p/models/m:frobnicate").routes == ()
+    assert router.match("/v1//models/m:predict").routes == ()
+    assert router.match("/v1/projects/p/models/m:predict").allow() == "POST"
 
 
 def test_disconnecting_client_does_not_wedge(live_factory):

@@ -19,27 +19,34 @@ name the field or resource at fault.
 
 from __future__ import annotations
 
+import inspect
 import os
-import re
 import time
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs
 
-import orjson
-
-from ..errors import PredictorRuntimeError
-from ..request_log import validate_logging_config
-from .registry import CREATING, Version, new_etag, rfc3339
-from .state import ManagedState, version_record
+from ...registry import CREATING, Version, new_etag, rfc3339
+from ...state import ManagedState, version_record
+from .validation import (
+    ApiError,
+    check_etag,
+    check_framework,
+    check_labels,
+    check_logging,
+    check_name,
+    check_scaling,
+    check_str,
+    check_uri,
+    invalid,
+    not_found,
+    parse_body,
+    update_mask,
+)
 
 META_TYPE = "type.googleapis.com/google.cloud.ml.v1.OperationMetadata"
 EMPTY_TYPE = "type.googleapis.com/google.protobuf.Empty"
 MODEL_TYPE = "type.googleapis.com/google.cloud.ml.v1.Model"
 VERSION_TYPE = "type.googleapis.com/google.cloud.ml.v1.Version"
-
-#: AI Platform: letters, digits and underscores, starting with a letter.
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
-NAME_RULE = "must start with a letter and contain only letters, numbers and underscores"
 
 MODEL_FIELDS = {"name", "description", "labels"}
 MODEL_PASSTHROUGH = {"regions", "onlinePredictionLogging", "onlinePredictionConsoleLogging"}
@@ -59,36 +66,9 @@ VERSION_OUTPUT_ONLY = {
 MODEL_MASK = ("description", "labels")
 VERSION_MASK = ("description", "labels", "requestLoggingConfig", "autoScaling", "manualScaling")
 
-_METHODS = {
-    "models": ("GET", "POST"),
-    "model": ("GET", "PATCH", "DELETE"),
-    "versions": ("GET", "POST"),
-    "version": ("GET", "PATCH", "DELETE"),
-    "setDefault": ("POST",),
-    "operations": ("GET",),
-    "operation": ("GET",),
-}
-
-
-class ApiError(PredictorRuntimeError):
-    """An error of the management API: HTTP status, Google status name, message."""
-
-    def __init__(
-        self, status: int, google_status: str, message: str, *, allow: str | None = None
-    ) -> None:
-        super().__init__(message, status=status)
-        self.google_status = google_status
-        self.allow = allow
-
-
-def invalid(message: str) -> ApiError:
-    """400 INVALID_ARGUMENT."""
-    return ApiError(400, "INVALID_ARGUMENT", message)
-
-
-def not_found(message: str) -> ApiError:
-    """404 NOT_FOUND."""
-    return ApiError(404, "NOT_FOUND", message)
+#: A write handler returns the answer, or a callable that renders it (possibly async)
+#: once the local registry has been re-synced from the store.
+Outcome = Any | Callable[[], Any]
 
 
 class Management:
@@ -97,33 +77,34 @@ class Management:
     def __init__(self, state: ManagedState) -> None:
         self.state = state
 
-    async def handle(
-        self, kind: str, params: tuple[str, ...], method: str, query: bytes, body: bytes
-    ) -> tuple[int, Any]:
-        """Serve one request; ``kind`` is a key of ``_METHODS``; returns (status, JSON)."""
-        allowed = _METHODS[kind]
-        if method == "HEAD":
-            method = "GET"
-        if method not in allowed:
-            raise ApiError(
-                405,
-                "UNIMPLEMENTED",
-                f"Method {method} not allowed here; use {', '.join(allowed)}",
-                allow=", ".join(allowed),
-            )
-        self.state.sync()
-        project = params[0]
-        if kind in ("operations", "operation"):
-            return 200, self._operations(project, params[1] if kind == "operation" else None)
-        args = params[1:]
-        if method == "GET":
-            return 200, self._get(kind, project, args)
-        handler = getattr(self, f"_{method.lower()}_{kind.lower()}")
-        out: Any = handler(project, *args, body=body, query=_query(query))
-        self.state.sync(force=True)
-        if callable(out):  # rendered from the registry after the sync
+    async def read(self, kind: str, project: str, args: tuple[str, ...]) -> Any:
+        """Serve a GET of ``kind`` (``models``, ``model``, ``versions``, ``version``,
+        ``operations``, ``operation``) after a cheap check for other workers' writes."""
+        await self.state.refresh()
+        if kind == "operations":
+            return await self.state.run_store(self._operations, project, None)
+        if kind == "operation":
+            return await self.state.run_store(self._operations, project, args[0])
+        return self._get(kind, project, args)
+
+    async def write(
+        self,
+        handler: Callable[..., Outcome],
+        project: str,
+        *args: str,
+        body: bytes,
+        query: dict[str, str],
+    ) -> Any:
+        """Run a write handler in the store's thread (one transaction), re-sync the
+        registry on the event loop, then render the answer."""
+        await self.state.refresh()
+        out = await self.state.run_store(lambda: handler(project, *args, body=body, query=query))
+        await self.state.refresh(force=True)
+        if callable(out):
             out = out()
-        return 200, out
+            if inspect.isawaitable(out):
+                out = await out
+        return out
 
     # -- reads --------------------------------------------------------------------------
 
@@ -191,8 +172,7 @@ class Management:
                     f"Field: model.name Error: A model with the same name ({name}) already exists.",
                 )
             store.put_model(rec, tx)
-        self.state.sync(force=True)
-        return self.state.registry.model(name).resource(project)
+        return lambda: self.state.registry.model(name).resource(project)
 
     def _patch_model(self, project: str, name: str, *, body: bytes, query: dict[str, str]) -> Any:
         obj = parse_body(body, "model", MODEL_FIELDS | MODEL_PASSTHROUGH | MODEL_OUTPUT_ONLY)
@@ -209,11 +189,18 @@ class Management:
                 rec["labels"] = check_labels(obj.get("labels", {}), "model.labels")
             rec["etag"] = new_etag()
             store.put_model(rec, tx)
-            m = model_record_resource(rec, project)
             op = new_operation(project, "UPDATE_MODEL", name, None, done=True)
-            op["response"] = {"@type": MODEL_TYPE, **m}
             store.put_operation(op, tx)
-        return render_operation(op, project)
+
+        async def finish() -> dict[str, Any]:
+            op["response"] = {
+                "@type": MODEL_TYPE,
+                **self.state.registry.model(name).resource(project),
+            }
+            await self.state.run_store(store.put_operation, op)
+            return render_operation(op, project)
+
+        return finish
 
     def _delete_model(self, project: str, name: str, *, body: bytes, query: dict[str, str]) -> Any:
         store = self.state.store
@@ -321,13 +308,16 @@ class Management:
             store.put_version(model, rec, tx)
             op = new_operation(project, "UPDATE_VERSION", model, name, done=True)
             store.put_operation(op, tx)
-        self.state.sync(force=True)
-        m = self.state.registry.model(model)
-        resource = m.versions[name].resource(project, is_default=m.default_version == name)
-        op["metadata"]["version"] = resource
-        op["response"] = {"@type": VERSION_TYPE, **resource}
-        store.put_operation(op)
-        return render_operation(op, project)
+
+        async def finish() -> dict[str, Any]:
+            m = self.state.registry.model(model)
+            resource = m.versions[name].resource(project, is_default=m.default_version == name)
+            op["metadata"]["version"] = resource
+            op["response"] = {"@type": VERSION_TYPE, **resource}
+            await self.state.run_store(store.put_operation, op)
+            return render_operation(op, project)
+
+        return finish
 
     def _post_setdefault(
         self, project: str, model: str, name: str, *, body: bytes, query: dict[str, str]
@@ -413,167 +403,6 @@ def render_operation(op: dict[str, Any], project: str) -> dict[str, Any]:
     out = {k: v for k, v in op.items() if not k.startswith("_")}
     out["name"] = f"projects/{project}/operations/{op['name']}"
     return out
-
-
-def model_record_resource(rec: dict[str, Any], project: str) -> dict[str, Any]:
-    """A Model resource straight from its stored form (inside a transaction)."""
-    out: dict[str, Any] = {"name": f"projects/{project}/models/{rec['name']}"}
-    if rec.get("description"):
-        out["description"] = rec["description"]
-    if rec.get("labels"):
-        out["labels"] = rec["labels"]
-    out["etag"] = rec["etag"]
-    return out
-
-
-# -- validation ---------------------------------------------------------------------------
-
-
-def _query(raw: bytes) -> dict[str, str]:
-    return {k: v[-1] for k, v in parse_qs(raw.decode("latin-1")).items()}
-
-
-def parse_body(body: bytes, what: str, allowed: set[str]) -> dict[str, Any]:
-    """The JSON object of a request body; 400 for bad JSON or unknown fields."""
-    try:
-        obj = orjson.loads(body or b"{}")
-    except orjson.JSONDecodeError as exc:
-        raise invalid(f"Invalid JSON payload received ({what}): {exc}") from None
-    if not isinstance(obj, dict):
-        raise invalid(f"Invalid JSON payload received: {what} must be an object")
-    unknown = sorted(set(obj) - allowed)
-    if unknown:
-        raise invalid(
-            f"Invalid JSON payload received. Unknown name \"{unknown[0]}\" at '{what}': "
-            "Cannot find field."
-        )
-    return obj
-
-
-def check_name(name: Any, what: str) -> str:
-    """A valid AI Platform resource name, else 400 naming ``<what>.name``."""
-    if name is None or name == "":
-        raise invalid(f"Field: {what}.name Error: A name is required.")
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise invalid(f"Field: {what}.name Error: A name should {NAME_RULE}; got {name!r}.")
-    return name
-
-
-def check_str(value: Any, field: str) -> str:
-    """A string field."""
-    if not isinstance(value, str):
-        raise invalid(f"Field: {field} Error: must be a string, got {type(value).__name__}")
-    return value
-
-
-def check_labels(value: Any, field: str) -> dict[str, str]:
-    """A string -> string map."""
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise invalid(f"Field: {field} Error: labels must map strings to strings, got {value!r}")
-    return dict(value)
-
-
-def check_uri(value: Any, field: str = "version.deploymentUri") -> str:
-    """A local path or ``file://`` URI (``gs://`` cannot be read by a local server)."""
-    if not isinstance(value, str) or not value:
-        raise invalid(f"Field: {field} Error: a local path or file:// URI is required")
-    if "://" in value and not value.startswith("file://"):
-        raise invalid(
-            f"Field: {field} Error: only local paths and file:// URIs can be served locally, "
-            f"got {value!r}"
-        )
-    return value
-
-
-def check_framework(value: Any) -> str | None:
-    """An AI Platform framework enum value (or a plugin name); None for auto-detection."""
-    if value in (None, "", "FRAMEWORK_UNSPECIFIED"):
-        return None
-    from ..plugins import framework_registry
-
-    try:
-        framework_registry().get(str(value))
-    except PredictorRuntimeError:
-        known = sorted({i.api_name or i.name for i in framework_registry().frameworks.values()})
-        raise invalid(
-            f"Field: version.framework Error: unknown framework {value!r}; expected one of "
-            f"{', '.join(known)} (or omit it to detect it from the files)"
-        ) from None
-    return str(value)
-
-
-def check_logging(value: Any) -> dict[str, Any] | None:
-    """A valid ``requestLoggingConfig`` or None."""
-    if value is None:
-        return None
-    try:
-        return validate_logging_config(value)
-    except ValueError as exc:
-        raise invalid(f"Field: version.requestLoggingConfig Error: {exc}") from None
-
-
-def check_scaling(obj: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """``(autoScaling, manualScaling)`` from a Version body; at most one of them."""
-    auto, manual = obj.get("autoScaling"), obj.get("manualScaling")
-    if auto is not None and manual is not None:
-        raise invalid(
-            "Field: version.autoScaling Error: give autoScaling or manualScaling, not both"
-        )
-    for field, value, keys in (
-        ("autoScaling", auto, {"minNodes", "maxNodes", "metrics"}),
-        ("manualScaling", manual, {"nodes"}),
-    ):
-        if value is None:
-            continue
-        if not isinstance(value, dict) or set(value) - keys:
-            raise invalid(
-                f"Field: version.{field} Error: expected an object with {', '.join(sorted(keys))}, "
-                f"got {value!r}"
-            )
-        for key in keys - {"metrics"}:
-            n = value.get(key, 0)
-            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-                raise invalid(
-                    f"Field: version.{field}.{key} Error: must be an integer >= 0, got {n!r}"
-                )
-    return auto, manual
-
-
-def update_mask(query: dict[str, str], allowed: tuple[str, ...]) -> set[str]:
-    """The fields of ``updateMask`` (camelCase or snake_case), each one of ``allowed``."""
-    raw = query.get("updateMask") or query.get("update_mask") or ""
-    paths = {_camel(p.strip()) for p in raw.split(",") if p.strip()}
-    if not paths:
-        raise invalid(f"Field: updateMask Error: required; one or more of {', '.join(allowed)}")
-    bad = sorted(paths - set(allowed))
-    if bad:
-        raise invalid(
-            f"Field: updateMask Error: {', '.join(bad)} cannot be updated; allowed: "
-            f"{', '.join(allowed)}"
-        )
-    return paths
-
-
-def _camel(path: str) -> str:
-    head, *rest = path.split("_")
-    return head + "".join(p[:1].upper() + p[1:] for p in rest)
-
-
-def check_etag(obj: dict[str, Any], rec: dict[str, Any], what: str) -> None:
-    """409 ABORTED when the body carries an etag other than the current one."""
-    etag = obj.get("etag")
-    if etag and etag != rec.get("etag"):
-        raise ApiError(
-            409,
-            "ABORTED",
-            f"etag mismatch for {what}: the request has {etag!r} but the current etag is "
-            f"{rec.get('etag')!r} (it was changed since it was read); read it again and retry",
-        )
-
-
-__all__ = ["ApiError", "Management"]
 
 
 def _model_and_version(store: Any, tx: Any, model: str, name: str) -> tuple[dict, dict]:

@@ -1,0 +1,143 @@
+"""The route table: method + path pattern -> handler, built once at start-up.
+
+Patterns are literal paths with ``{name}`` placeholders, each matching one non-empty path
+segment without ``/`` or ``:``; a Google-style custom verb is written literally at the end
+(``/v1/models/{model}:predict``). One trailing slash on a request path is tolerated.
+Every protocol module (:mod:`.routes`) adds its routes with :meth:`Router.add`; 404 and
+405 (with ``Allow``) are answered here, once, in the error style of the paths concerned:
+
+- ``"google"``: Google's envelope ``{"error": {"code", "message", "status"}}`` (resource
+  routes, Launch routes, generative routes);
+- ``"plain"``: ``{"error": "<message>"}`` (AI Platform predict, Open Inference Protocol V2).
+
+Matching is cached per (path) so that the hot predict route costs one dict look-up.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .http import Handler
+
+ErrorStyle = str  # "google" | "plain"
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class Route:
+    """One entry of the table."""
+
+    methods: frozenset[str]
+    pattern: str
+    handler: Handler
+    errors: ErrorStyle = "google"
+    #: reachable without the api key (``/healthz``, ``/readyz``).
+    public: bool = False
+    regex: re.Pattern[str] = field(default=re.compile(""), compare=False)
+
+
+@dataclass(frozen=True)
+class Match:
+    """The outcome of matching a path: the routes whose pattern matched, with parameters."""
+
+    routes: tuple[tuple[Route, dict[str, str]], ...]
+
+    def for_method(self, method: str) -> tuple[Route, dict[str, str]] | None:
+        """The route serving ``method`` (HEAD falls back to GET), or None."""
+        for route, params in self.routes:
+            if method in route.methods:
+                return route, params
+        if method == "HEAD":
+            for route, params in self.routes:
+                if "GET" in route.methods:
+                    return route, params
+        return None
+
+    def allow(self) -> str:
+        """The ``Allow`` header value: every method of the matched routes."""
+        methods: set[str] = set()
+        for route, _ in self.routes:
+            methods |= route.methods
+        if "GET" in methods:
+            methods.add("HEAD")
+        return ", ".join(sorted(methods))
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """``/v1/models/{model}:predict`` -> an anchored regex with named groups."""
+    if not pattern.startswith("/"):
+        raise ValueError(f"route pattern must start with '/': {pattern!r}")
+    out: list[str] = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(pattern):
+        out.append(re.escape(pattern[pos : m.start()]))
+        out.append(f"(?P<{m.group(1)}>[^/:]+)")
+        pos = m.end()
+    out.append(re.escape(pattern[pos:]))
+    return re.compile("".join(out) + r"\Z")
+
+
+class Router:
+    """Routes, the error style of unmatched paths, and a per-path match cache."""
+
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+        self._styles: list[tuple[str, ErrorStyle]] = []
+        self._cache: dict[str, Match] = {}
+
+    def add(
+        self,
+        methods: str | Iterable[str],
+        patterns: str | Iterable[str],
+        handler: Handler,
+        *,
+        errors: ErrorStyle = "google",
+        public: bool = False,
+    ) -> None:
+        """Serve ``methods`` on each of ``patterns`` with ``handler``.
+
+        Adding the same method and pattern twice is an error (two modules claiming a route).
+        """
+        if errors not in ("google", "plain"):
+            raise ValueError(f"errors must be 'google' or 'plain', got {errors!r}")
+        ms = frozenset([methods] if isinstance(methods, str) else methods)
+        for pattern in [patterns] if isinstance(patterns, str) else patterns:
+            for existing in self.routes:
+                if existing.pattern == pattern and existing.methods & ms:
+                    raise ValueError(
+                        f"route {sorted(existing.methods & ms)} {pattern} is registered twice"
+                    )
+            regex = compile_pattern(pattern)
+            self.routes.append(Route(ms, pattern, handler, errors, public, regex))
+        self._cache.clear()
+
+    def error_style(self, prefix: str, style: ErrorStyle) -> None:
+        """Unmatched paths under ``prefix`` answer 404 in ``style`` (longest prefix wins)."""
+        self._styles.append((prefix, style))
+        self._styles.sort(key=lambda item: -len(item[0]))
+
+    def style_for(self, path: str) -> ErrorStyle:
+        """The error style of an unmatched ``path``."""
+        for prefix, style in self._styles:
+            if path.startswith(prefix):
+                return style
+        return "google"
+
+    def match(self, path: str) -> Match:
+        """Every route whose pattern matches ``path`` (cached)."""
+        found = self._cache.get(path)
+        if found is not None:
+            return found
+        target = path[:-1] if len(path) > 1 and path.endswith("/") else path
+        hits: list[tuple[Route, dict[str, str]]] = []
+        for route in self.routes:
+            m = route.regex.match(target)
+            if m is not None:
+                hits.append((route, m.groupdict()))
+        found = Match(tuple(hits))
+        if len(self._cache) < _CACHE_SIZE:
+            self._cache[path] = found
+        return found
