@@ -1,6 +1,6 @@
 """The shared state behind the models/versions API: SQLite store <-> in-memory registry.
 
-The SQLite store (:mod:`predictor_runtime.store`) is the source of truth; each process's
+The SQLite store (:mod:`predictor_runtime.server.store`) is the source of truth; each process's
 :class:`~.registry.Registry` mirrors it:
 
 - **Writes** (the management routes) run one store transaction that re-reads the
@@ -45,8 +45,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import PredictorRuntimeError
-from ..request_log import RequestLogger
-from ..store import Store
 from .registry import (
     CREATING,
     FAILED,
@@ -58,6 +56,8 @@ from .registry import (
     parse_rfc3339,
     rfc3339,
 )
+from .request_log import RequestLogger
+from .store import Store
 
 logger = logging.getLogger("predictor_runtime.server")
 T = TypeVar("T")
@@ -75,7 +75,7 @@ LOCAL_LOAD_WAIT = 120.0
 
 
 def model_record(m: Model) -> dict[str, Any]:
-    """The stored form of a model (short names; see :mod:`predictor_runtime.store`)."""
+    """The stored form of a model (short names; see :mod:`predictor_runtime.server.store`)."""
     return {
         "name": m.name,
         "description": m.description,

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from conftest import start_live_server
 
-from predictor_runtime.request_log import LOG_FILE, RequestLogger
+from predictor_runtime.server.request_log import LOG_FILE, RequestLogger
 
 VERSION = "/v1/projects/p/models/echo/versions/v1"
 TABLE = "proj.dataset.preds"

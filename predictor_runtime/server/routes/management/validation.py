@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 
 from ....errors import PredictorRuntimeError
-from ....request_log import validate_logging_config
 from ...http import HttpError
+from ...request_log import validate_logging_config
 
 #: AI Platform: letters, digits and underscores, starting with a letter.
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")

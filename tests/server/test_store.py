@@ -1,4 +1,4 @@
-"""``predictor_runtime.store``: SQLite persistence of API resources."""
+"""``predictor_runtime.server.store``: SQLite persistence of API resources."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from predictor_runtime.store import Store
+from predictor_runtime.server.store import Store
 
 
 def test_round_trip_and_reopen(tmp_path: Path) -> None:

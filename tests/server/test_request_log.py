@@ -1,4 +1,4 @@
-"""``predictor_runtime.request_log``: sampled request logs in SQLite, off the request path."""
+"""``predictor_runtime.server.request_log``: sampled request logs in SQLite, off the request path."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from predictor_runtime.request_log import RequestLogger, validate_logging_config
+from predictor_runtime.server.request_log import RequestLogger, validate_logging_config
 
 TABLE = "my-project.logs.predictions"
 
