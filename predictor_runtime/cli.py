@@ -156,6 +156,65 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to let in-flight requests finish on SIGTERM/SIGINT (default 30)",
     )
     p.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")
+    p.add_argument(
+        "--example",
+        choices=("iris", "generative"),
+        default=None,
+        help="serve a bundled example model (default without --model-dir: iris)",
+    )
+    sec = p.add_argument_group("security and limits")
+    sec.add_argument(
+        "--api-key",
+        default=None,
+        help="require this key (Bearer or basic auth) on every route but /healthz and /readyz "
+        "(default: $PREDICTOR_RUNTIME_API_KEY)",
+    )
+    sec.add_argument(
+        "--allow-paths",
+        default=None,
+        metavar="DIR[,DIR...]",
+        help="confine model, package, task and job paths named by callers to these folders",
+    )
+    sec.add_argument(
+        "--cors-origins",
+        default=None,
+        metavar="ORIGIN[,ORIGIN...]",
+        help="browser origins allowed to call the API (default: none but the server's own)",
+    )
+    sec.add_argument("--no-fetch-urls", action="store_true", help="refuse http(s):// task urls")
+    tasks = p.add_argument_group("async tasks")
+    tasks.add_argument(
+        "--task-ttl",
+        type=float,
+        default=86_400.0,
+        metavar="SECONDS",
+        help="keep finished async tasks this long (default 86400)",
+    )
+    tasks.add_argument(
+        "--max-pending-tasks",
+        type=int,
+        default=100_000,
+        help="answer 429 beyond this many pending async tasks (default 100000)",
+    )
+    tasks.add_argument(
+        "--task-lease",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="a claimed task is claimed again if its process is silent this long (default 60)",
+    )
+    scale = p.add_argument_group("state and scale-out")
+    scale.add_argument(
+        "--state-url",
+        default=None,
+        help="postgresql://user@host/db to share state between servers "
+        "(default: $PREDICTOR_RUNTIME_STATE_URL, else SQLite under --state-dir)",
+    )
+    scale.add_argument(
+        "--ray-address",
+        default=None,
+        help="deploy on Ray Serve: auto, local, or a cluster address",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("plugins", help="list installed frameworks and the plugins providing them")
@@ -208,9 +267,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``serve``: load the model (or the bundled example), then serve until a signal."""
+    import os
+
     from .dispatcher import DEFAULT_MAX_BATCH_SIZE
+    from .server.context import ServerOptionsView
     from .server.main import ServeConfig, serve
     from .server.runner import ServerOptions
+
+    def split(value: str | None) -> tuple[str, ...]:
+        return tuple(v.strip() for v in (value or "").split(",") if v.strip())
 
     config = ServeConfig(
         model_dir=args.model_dir,
@@ -230,6 +295,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_request_bytes=args.max_request_bytes,
             access_log=args.access_log,
             graceful_timeout=args.graceful_timeout,
+        ),
+        example=args.example,
+        options=ServerOptionsView(
+            api_key=args.api_key or os.environ.get("PREDICTOR_RUNTIME_API_KEY") or None,
+            allow_paths=split(args.allow_paths),
+            cors_origins=split(args.cors_origins),
+            fetch_urls=not args.no_fetch_urls,
+            task_ttl=args.task_ttl,
+            max_pending_tasks=args.max_pending_tasks,
+            task_lease=args.task_lease,
+            state_url=args.state_url or os.environ.get("PREDICTOR_RUNTIME_STATE_URL") or None,
+            ray_address=args.ray_address,
         ),
     )
     return serve(config)

@@ -40,6 +40,16 @@ class ServerOptionsView:
     task_ttl: float = 86_400.0
     #: ``--max-pending-tasks``.
     max_pending_tasks: int = 100_000
+    #: ``--task-lease`` seconds (a claimed task whose process died is claimed again after it).
+    task_lease: float = 60.0
+    #: ``--api-key`` / ``PREDICTOR_RUNTIME_API_KEY`` (None: no key required).
+    api_key: str | None = None
+    #: ``--cors-origins``: extra origins allowed to call the API from a browser.
+    cors_origins: tuple[str, ...] = ()
+    #: ``--state-url`` / ``PREDICTOR_RUNTIME_STATE_URL`` (None: SQLite under ``state_dir``).
+    state_url: str | None = None
+    #: ``--ray-address`` (None: no Ray).
+    ray_address: str | None = None
     #: free-form settings of later protocols (``--ray-address``...).
     extra: dict[str, Any] = field(default_factory=dict)
 

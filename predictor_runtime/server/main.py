@@ -21,6 +21,7 @@ from typing import TextIO
 
 from ..dispatcher import DEFAULT_MAX_BATCH_SIZE, DecodeRule
 from ..errors import PredictorRuntimeError
+from .context import ServerOptionsView
 from .runner import ServerOptions, bind_socket, enable_multiprocess_metrics, serve_forever
 
 DEFAULT_STATE_DIR = ".predictor_runtime"
@@ -48,6 +49,10 @@ class ServeConfig:
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_batch_delay_ms: float = 0.0
     server: ServerOptions = field(default_factory=ServerOptions)
+    #: a bundled example to serve (``iris``, ``generative``); iris when no model is given.
+    example: str | None = None
+    #: settings the protocol modules read (security, tasks, state, scale-out).
+    options: ServerOptionsView = field(default_factory=ServerOptionsView)
 
     def validate(self) -> None:
         """Raise :class:`ServeError` naming the first bad setting."""
@@ -180,7 +185,16 @@ def _serve_on(config: ServeConfig, sock: object, state_dir: str, out: TextIO) ->
     except Exception as exc:
         raise ServeError(f"cannot use the state directory {state_dir}: {exc}") from exc
 
+    options = config.options
+    options.state_dir = state_dir
+
     def build_app() -> App:
-        return App(registry, metrics=metrics, max_request_bytes=opts.max_request_bytes, state=state)
+        return App(
+            registry,
+            metrics=metrics,
+            max_request_bytes=opts.max_request_bytes,
+            state=state,
+            options=options,
+        )
 
     return serve_forever(build_app, sock, opts, announce)  # type: ignore[arg-type]
