@@ -21,10 +21,11 @@ from typing import TextIO
 
 from ..dispatcher import DEFAULT_MAX_BATCH_SIZE, DecodeRule
 from ..errors import PredictorRuntimeError
+from ..statedir import state_dir as resolve_state_dir
 from .context import ServerOptionsView
+from .defaults import DEFAULT_MAX_BATCH_DELAY_MS, DEFAULT_MODEL_NAME, DEFAULT_VERSION_NAME
 from .runner import ServerOptions, bind_socket, enable_multiprocess_metrics, serve_forever
 
-DEFAULT_STATE_DIR = ".predictor_runtime"
 EXAMPLE_MODEL = "iris"
 EXAMPLE_CLASS = "predictor.IrisPredictor"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -39,15 +40,17 @@ class ServeConfig:
     """Everything ``serve`` needs; mirrors its command-line flags."""
 
     model_dir: str | None = None
-    model_name: str = "default"
-    version_name: str = "v1"
+    model_name: str = DEFAULT_MODEL_NAME
+    version_name: str = DEFAULT_VERSION_NAME
     framework: str | None = None
     prediction_class: str | None = None
     packages: list[str] = field(default_factory=list)
+    #: None: ``$PREDICTOR_RUNTIME_STATE_DIR`` or ``./.predictor_runtime`` (see
+    #: :mod:`predictor_runtime.statedir`).
     state_dir: str | None = None
     decode_b64: DecodeRule = "auto"
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
-    max_batch_delay_ms: float = 0.0
+    max_batch_delay_ms: float = DEFAULT_MAX_BATCH_DELAY_MS
     server: ServerOptions = field(default_factory=ServerOptions)
     #: a bundled example to serve (``iris``, ``generative``); iris when no model is given.
     example: str | None = None
@@ -108,7 +111,7 @@ def serve(config: ServeConfig, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     config.validate()
     opts = config.server
-    state_dir = config.state_dir or DEFAULT_STATE_DIR
+    state_dir = str(resolve_state_dir(config.state_dir))
     metrics_dir = enable_multiprocess_metrics() if opts.workers > 1 else None
     try:
         try:
