@@ -57,6 +57,14 @@ from .registry import (
     rfc3339,
 )
 from .request_log import RequestLogger
+from .resources import (
+    VERSION_TYPE,
+    apply_version_record,
+    model_record,
+    version_from_record,
+    version_record,
+    version_resource,
+)
 from .store import Store
 
 logger = logging.getLogger("predictor_runtime.server")
@@ -69,82 +77,8 @@ class StoreBusyError(PredictorRuntimeError):
     status = 503
 
 
-VERSION_TYPE = "type.googleapis.com/google.cloud.ml.v1.Version"
 #: How long a predict waits for this worker's copy of a version the store calls READY.
 LOCAL_LOAD_WAIT = 120.0
-
-
-def model_record(m: Model) -> dict[str, Any]:
-    """The stored form of a model (short names; see :mod:`predictor_runtime.server.store`)."""
-    return {
-        "name": m.name,
-        "description": m.description,
-        "labels": dict(m.labels),
-        "extra": dict(m.extra),
-        "defaultVersion": m.default_version,
-        "etag": m.etag,
-        "createTime": rfc3339(m.create_time),
-        "ephemeral": m.ephemeral,
-    }
-
-
-def version_record(v: Version, *, is_default: bool) -> dict[str, Any]:
-    """The stored form of a version: its settings, state, etag, default flag, times."""
-    return {
-        "name": v.name,
-        "deploymentUri": v.deployment_uri,
-        "framework": v.framework,
-        "detectedFramework": v.framework_api_name,
-        "predictionClass": v.prediction_class,
-        "packageUris": list(v.package_uris),
-        "description": v.description,
-        "labels": dict(v.labels),
-        "requestLoggingConfig": v.request_logging_config,
-        "autoScaling": v.auto_scaling,
-        "manualScaling": v.manual_scaling,
-        "extra": dict(v.extra),
-        "createTime": rfc3339(v.create_time),
-        "lastUseTime": rfc3339(v.last_use_time),
-        "etag": v.etag,
-        "state": v.state,
-        "errorMessage": v.error_message,
-        "isDefault": is_default,
-        "ephemeral": v.ephemeral,
-    }
-
-
-def version_from_record(model: str, rec: dict[str, Any]) -> Version:
-    """A new (not yet loaded, CREATING) :class:`Version` from its stored form."""
-    v = Version(
-        model=model,
-        name=rec["name"],
-        deployment_uri=rec["deploymentUri"],
-        framework=rec.get("framework"),
-        prediction_class=rec.get("predictionClass"),
-        package_uris=list(rec.get("packageUris") or []),
-        create_time=parse_rfc3339(rec.get("createTime")) or time.time(),
-        ephemeral=bool(rec.get("ephemeral")),
-    )
-    apply_version_record(v, rec)
-    return v
-
-
-def apply_version_record(v: Version, rec: dict[str, Any]) -> None:
-    """Copy the mutable stored fields of a version onto the local object."""
-    v.description = rec.get("description") or ""
-    v.labels = dict(rec.get("labels") or {})
-    v.request_logging_config = rec.get("requestLoggingConfig") or None
-    v.auto_scaling = rec.get("autoScaling")
-    v.manual_scaling = rec.get("manualScaling")
-    v.extra = dict(rec.get("extra") or {})
-    v.etag = rec.get("etag") or v.etag
-    v.shared_state = rec.get("state") or None
-    v.shared_error = rec.get("errorMessage") or ""
-    if v.framework_api_name is None:
-        v.framework_api_name = rec.get("detectedFramework")
-    stored_use = parse_rfc3339(rec.get("lastUseTime"))
-    if stored_use is not None and (v.last_use_time is None or stored_use > v.last_use_time):
-        v.last_use_time = stored_use
 
 
 class ManagedState:
@@ -328,6 +262,12 @@ class ManagedState:
     def _reconcile(
         self, models: list[dict[str, Any]], versions: list[tuple[str, dict[str, Any]]]
     ) -> None:
+        with self.registry.lock:
+            self._reconcile_locked(models, versions)
+
+    def _reconcile_locked(
+        self, models: list[dict[str, Any]], versions: list[tuple[str, dict[str, Any]]]
+    ) -> None:
         reg = self.registry
         stored = {rec["name"]: rec for rec in models}
         by_model: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in stored}
@@ -422,7 +362,8 @@ class ManagedState:
             model = store.get_model(v.model, tx) or {}
             is_default = model.get("defaultVersion") == v.name
             for op in store.pending_operations(v.model, v.name, tx):
-                resource = v.resource(op.get("_project", "-"), is_default=is_default)
+                project = op.get("_project", "-")
+                resource = version_resource(project, v.model, rec, is_default=is_default)
                 op["done"] = True
                 op["metadata"]["endTime"] = now
                 op["metadata"]["version"] = resource
