@@ -338,7 +338,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from . import codecs
     from .plugins import framework_registry
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "framework": info.name,
             "api_name": info.api_name,

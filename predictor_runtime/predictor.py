@@ -95,7 +95,7 @@ class FrameworkClass(Protocol):
         ...
 
 
-def import_class(path: str) -> type:
+def import_class(path: str) -> type[Any]:
     """Import ``module.Class`` or ``module:Class``; errors name the path and the problem."""
     if ":" in path:
         module_name, _, attr = path.partition(":")

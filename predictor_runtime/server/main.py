@@ -154,6 +154,7 @@ def _serve_on(config: ServeConfig, sock: object, state_dir: str, out: TextIO) ->
         decode_b64=config.decode_b64,
     )
     registry = Registry(settings, on_batch=metrics.batch_hook)
+    assert model_dir is not None  # given, or the example's
     version = registry.add_version(
         model_name,
         config.version_name,

@@ -190,17 +190,15 @@ class ManagedState:
                     store.put_model(rec, tx)
             for m in self.registry.models.values():
                 m.ephemeral = True
-                rec = store.get_model(m.name, tx)
-                if rec is None:
-                    rec = model_record(m)
+                mrec = store.get_model(m.name, tx) or model_record(m)
                 for v in m.versions.values():
                     v.ephemeral = True
-                    if rec.get("defaultVersion") is None:
-                        rec["defaultVersion"] = v.name
+                    if mrec.get("defaultVersion") is None:
+                        mrec["defaultVersion"] = v.name
                 for v in m.versions.values():
-                    is_default = rec["defaultVersion"] == v.name
+                    is_default = mrec["defaultVersion"] == v.name
                     store.put_version(m.name, version_record(v, is_default=is_default), tx)
-                store.put_model(rec, tx)
+                store.put_model(mrec, tx)
         self._prepared = True
         if self.state_dir is not None:
             store.close()
@@ -296,23 +294,27 @@ class ManagedState:
                     del m.versions[vname]
                     self._drop(local)
             for vname, vrec in wanted.items():
-                v = m.versions.get(vname)
-                if v is None:
-                    v = m.versions[vname] = version_from_record(name, vrec)
-                    self._schedule_load(v)
+                known = m.versions.get(vname)
+                if known is None:
+                    new = m.versions[vname] = version_from_record(name, vrec)
+                    self._schedule_load(new)
                 else:
-                    apply_version_record(v, vrec)
+                    apply_version_record(known, vrec)
             m.default_version = rec.get("defaultVersion")
 
     def _drop(self, v: Version) -> None:
-        task = self._loading.pop((v.model, v.name), None)
-        if task is not None:
-            task.cancel()
+        loading = self._loading.pop((v.model, v.name), None)
+        if loading is not None:
+            loading.cancel()
+            self._keep(loading)  # until its cancellation has run
         if v.pipeline is not None:
             with contextlib.suppress(RuntimeError):  # no running loop (tests)
-                task = asyncio.get_running_loop().create_task(v.pipeline.aclose())
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+                self._keep(asyncio.get_running_loop().create_task(v.pipeline.aclose()))
+
+    def _keep(self, task: asyncio.Task[Any]) -> None:
+        """Hold a reference to a background task until it ends (the loop keeps weak ones)."""
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- loading ------------------------------------------------------------------------
 
