@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import start_cli_server  # noqa: E402
-from launch_helpers import launch_model, wait_for, wait_task  # noqa: E402
+from conftest import start_cli_server
+from launch_helpers import launch_model, wait_for, wait_task
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,11 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 peer = self.connection.getpeercert() if tls is not None else None
                 outer.requests.append(
-                    {"auth": self.headers.get("authorization"), "body": json.loads(body), "peer": peer}
+                    {
+                        "auth": self.headers.get("authorization"),
+                        "body": json.loads(body),
+                        "peer": peer,
+                    }
                 )
                 code = outer.statuses.pop(0) if outer.statuses else 200
                 self.send_response(code)
@@ -102,9 +106,13 @@ def make_pki(folder: Path) -> dict[str, Any]:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = cert("test-ca", ca_key, name("test-ca"), ca_key, True)
     srv_key = ec.generate_private_key(ec.SECP256R1())
-    srv = cert("127.0.0.1", srv_key, name("test-ca"), ca_key, False, ExtendedKeyUsageOID.SERVER_AUTH)
+    srv = cert(
+        "127.0.0.1", srv_key, name("test-ca"), ca_key, False, ExtendedKeyUsageOID.SERVER_AUTH
+    )
     cli_key = ec.generate_private_key(ec.SECP256R1())
-    cli = cert("launch-client", cli_key, name("test-ca"), ca_key, False, ExtendedKeyUsageOID.CLIENT_AUTH)
+    cli = cert(
+        "launch-client", cli_key, name("test-ca"), ca_key, False, ExtendedKeyUsageOID.CLIENT_AUTH
+    )
     paths = {}
     for fname, text in (("ca.pem", ca), ("server.pem", srv), ("server.key", key_pem(srv_key))):
         (folder / fname).write_text(text)

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import start_cli_server  # noqa: E402
-from launch_helpers import launch_model, sse_events, wait_for, wait_task  # noqa: E402
+from conftest import start_cli_server
+from launch_helpers import launch_model, sse_events, wait_for, wait_task
 
 pytestmark = pytest.mark.slow
 MODELS = "/v1/projects/p/models"
@@ -85,9 +85,7 @@ def test_model_endpoints(server):
     for key in ("destination", "created_by", "created_at", "last_updated_at"):
         assert ep[key]  # required by Launch's GetModelEndpointV1Response
     assert client.get("/v1/model-endpoints", params={"name": "echo"}).json()["model_endpoints"]
-    assert client.get("/v1/model-endpoints", params={"name": "x"}).json() == {
-        "model_endpoints": []
-    }
+    assert client.get("/v1/model-endpoints", params={"name": "x"}).json() == {"model_endpoints": []}
     one = client.get("/v1/model-endpoints/echo").json()
     assert one["id"] == "echo" and one["num_queued_items"] == 0
     google_error(client.get("/v1/model-endpoints/nope"), 404, "NOT_FOUND", "nope")
@@ -183,7 +181,9 @@ def test_async_task_lifecycle(server):
         "traceback": None,
         "status_code": 200,
     }  # fmt: skip
-    r = client.post("/v1/async-tasks?model_endpoint_id=echo", json={"args": {"instances": ["boom"]}})
+    r = client.post(
+        "/v1/async-tasks?model_endpoint_id=echo", json={"args": {"instances": ["boom"]}}
+    )
     failed = wait_task(client, r.json()["task_id"])
     assert failed["status"] == "FAILURE" and failed["status_code"] == 400
     assert "ValueError: boom" in failed["traceback"] and failed["result"] is None

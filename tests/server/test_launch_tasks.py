@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from launch_helpers import launch_model, wait_for, wait_task  # noqa: E402
+from launch_helpers import launch_model, wait_for, wait_task
 
 pytestmark = pytest.mark.slow
 
