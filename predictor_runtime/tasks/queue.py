@@ -14,7 +14,8 @@ started by the ASGI lifespan, after any fork):
   recorded in group commits too; a task recorded SUCCESS or FAILURE is never claimed
   again.
 - **leases**: a claimed task carries a lease (``--task-lease``), renewed while it runs;
-  when a worker process dies, its tasks become claimable again when the lease expires,
+  when a worker process dies, its tasks go back to PENDING once the lease has expired
+  (checked every few seconds),
   and at the next start of ``serve`` (:meth:`TaskQueue.recover`, run before any worker)
   every task left STARTED is PENDING again.
 - **callbacks**: a separate loop delivers callbacks (:mod:`.callbacks`) with their
@@ -134,6 +135,7 @@ class TaskQueue:
         self._finish_flush: asyncio.Task[None] | None = None
         self._wake_work = asyncio.Event()
         self._wake_callbacks = asyncio.Event()
+        self._more = False  # the last claim was full: more tasks may be waiting
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -230,8 +232,11 @@ class TaskQueue:
             self._wake_work.set()
 
     async def get(self, task_id: str) -> Task | None:
-        """One task, or None."""
-        return await self.run(self._store().get, task_id)
+        """One task, or None (a point read, on the loop when the store reads apart)."""
+        store = self._store()
+        if store.fast_reads:
+            return store.get(task_id)
+        return await self.run(store.get, task_id)
 
     async def result_blob(self, task_id: str) -> bytes | None:
         """The pickled result of a ``return_pickled`` task."""
@@ -266,7 +271,10 @@ class TaskQueue:
             loop = asyncio.get_running_loop()
             for task in claimed:
                 self._inflight[task.id] = loop.create_task(self._run_task(task))
-            if claimed and len(claimed) == free:
+            # a full claim may have left tasks behind: claim again as soon as slots free up;
+            # otherwise only a submit (or the poll timer, for other processes' submits) wakes
+            self._more = bool(claimed) and len(claimed) == free
+            if self._more and len(self._inflight) < self.max_inflight:
                 await asyncio.sleep(0)
                 continue
             self._wake_work.clear()
@@ -282,7 +290,8 @@ class TaskQueue:
             await asyncio.shield(self._finish_flush)
         finally:
             self._inflight.pop(task.id, None)
-            self._wake_work.set()
+            if self._more:
+                self._wake_work.set()
 
     async def _predict(self, task: Task) -> Outcome:
         try:
@@ -388,6 +397,7 @@ class TaskQueue:
         last_prune = 0.0
         while True:
             try:
+                await self.run(store.requeue_expired)
                 if time.monotonic() - last_prune >= min(self.ttl, 60.0):
                     last_prune = time.monotonic()
                     await self.run(store.prune, time.time() - self.ttl)

@@ -13,10 +13,12 @@ The interface (what another backend, e.g. PostgreSQL, implements with the same m
                                         that arrive finished (a sync task's pickled
                                         result) are always inserted.
 ``claim(models, owner, limit, lease)``  atomically move up to ``limit`` PENDING tasks of
-                                        ``models`` (or STARTED ones whose lease expired)
-                                        to STARTED for ``owner``, oldest first; returns
-                                        them. Two claimers never get the same task.
+                                        ``models`` to STARTED for ``owner``, oldest
+                                        first; returns them. Two claimers never get the
+                                        same task.
 ``renew(ids, owner, lease)``            extend the lease of tasks ``owner`` still runs.
+``requeue_expired()``                   STARTED tasks (SENDING callbacks) whose lease
+                                        expired go back to PENDING (run periodically).
 ``finish(outcomes, owner) -> [id]``     record SUCCESS/FAILURE of tasks ``owner`` holds
                                         (a task whose lease was lost and re-claimed by
                                         another is not touched); arms the callback.
@@ -30,7 +32,7 @@ The interface (what another backend, e.g. PostgreSQL, implements with the same m
                                         and SENDING callbacks of the previous run go back
                                         to PENDING. A shared backend (several machines)
                                         may make this a no-op and rely on leases.
-``claim_callbacks(owner, limit, lease)`` atomically take callbacks that are due.
+``claim_callbacks(owner, limit, lease)`` atomically take PENDING callbacks that are due.
 ``set_callback(id, owner, status, ...)`` record one delivery attempt (PENDING = retry at
                                         ``next_at``; DELIVERED / FAILED are final and
                                         erase the stored credentials).
@@ -228,6 +230,20 @@ class TaskStore:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         with self._lock:
             self._conn.executescript(SCHEMA)
+        #: a second connection for point reads (WAL: readers never wait for the writer),
+        #: so ``get`` is cheap enough to run on the event loop; None in memory.
+        self._reader: sqlite3.Connection | None = None
+        self._rlock = threading.Lock()
+        if self.path is not None:
+            self._reader = sqlite3.connect(
+                target, check_same_thread=False, isolation_level=None, timeout=30
+            )
+            self._reader.execute("PRAGMA query_only=1")
+
+    @property
+    def fast_reads(self) -> bool:
+        """Whether :meth:`get` uses its own reader connection (never waits for writes)."""
+        return self._reader is not None
 
     def _tx(self, *, read: bool = False) -> _Tx:
         return _Tx(self._lock, self._conn, read)
@@ -279,18 +295,17 @@ class TaskStore:
         *,
         now: float | None = None,
     ) -> list[Task]:
-        """Move up to ``limit`` runnable tasks of ``models`` to STARTED for ``owner``."""
+        """Move up to ``limit`` PENDING tasks of ``models`` to STARTED for ``owner``."""
         if not models or limit <= 0:
             return []
         now = time.time() if now is None else now
         marks = ", ".join("?" for _ in models)
         sql = (
             "UPDATE tasks SET status = ?, owner = ?, lease_until = ?, started_at = ?, "
-            "attempts = attempts + 1 WHERE id IN (SELECT id FROM tasks WHERE model IN "
-            f"({marks}) AND (status = ? OR (status = ? AND lease_until < ?)) "
-            f"ORDER BY seq LIMIT ?) RETURNING {COLUMNS}"
+            "attempts = attempts + 1 WHERE id IN (SELECT id FROM tasks WHERE status = ? "
+            f"AND model IN ({marks}) ORDER BY seq LIMIT ?) RETURNING {COLUMNS}"
         )
-        args = (STARTED, owner, now + lease, now, *models, PENDING, STARTED, now, limit)
+        args = (STARTED, owner, now + lease, now, PENDING, *models, limit)
         with self._tx() as c:
             rows = c.execute(sql, args).fetchall()
         return sorted((Task.from_row(r) for r in rows), key=lambda t: t.seq)
@@ -343,8 +358,13 @@ class TaskStore:
 
     def get(self, task_id: str) -> Task | None:
         """One task, or None."""
-        with self._tx(read=True) as c:
-            row = c.execute(f"SELECT {COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        sql = f"SELECT {COLUMNS} FROM tasks WHERE id = ?"
+        if self._reader is not None:
+            with self._rlock:
+                row = self._reader.execute(sql, (task_id,)).fetchone()
+        else:
+            with self._tx(read=True) as c:
+                row = c.execute(sql, (task_id,)).fetchone()
         return Task.from_row(row) if row else None
 
     def result_blob(self, task_id: str) -> bytes | None:
@@ -394,20 +414,35 @@ class TaskStore:
             )
         return n
 
+    def requeue_expired(self, *, now: float | None = None) -> int:
+        """Tasks and callbacks whose lease expired (their process died) go back to PENDING."""
+        now = time.time() if now is None else now
+        with self._tx() as c:
+            n = c.execute(
+                "UPDATE tasks SET status = ?, owner = NULL, lease_until = NULL "
+                "WHERE status = ? AND lease_until < ?",
+                (PENDING, STARTED, now),
+            ).rowcount
+            c.execute(
+                "UPDATE tasks SET callback_status = ?, callback_owner = NULL "
+                "WHERE callback_status = ? AND callback_lease_until < ?",
+                (CB_PENDING, CB_SENDING, now),
+            )
+        return n
+
     # -- callbacks ----------------------------------------------------------------------
 
     def claim_callbacks(
         self, owner: str, limit: int, lease: float, *, now: float | None = None
     ) -> list[Task]:
-        """Take up to ``limit`` callbacks that are due (or whose sender went silent)."""
+        """Take up to ``limit`` callbacks that are due."""
         now = time.time() if now is None else now
         sql = (
             "UPDATE tasks SET callback_status = ?, callback_owner = ?, callback_lease_until = ? "
-            "WHERE id IN (SELECT id FROM tasks WHERE (callback_status = ? AND "
-            "callback_next_at <= ?) OR (callback_status = ? AND callback_lease_until < ?) "
-            f"ORDER BY callback_next_at LIMIT ?) RETURNING {COLUMNS}"
+            "WHERE id IN (SELECT id FROM tasks WHERE callback_status = ? AND "
+            f"callback_next_at <= ? ORDER BY callback_next_at LIMIT ?) RETURNING {COLUMNS}"
         )
-        args = (CB_SENDING, owner, now + lease, CB_PENDING, now, CB_SENDING, now, limit)
+        args = (CB_SENDING, owner, now + lease, CB_PENDING, now, limit)
         with self._tx() as c:
             rows = c.execute(sql, args).fetchall()
         return [Task.from_row(r) for r in rows]
@@ -434,9 +469,12 @@ class TaskStore:
             )
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connections."""
         with self._lock:
             self._conn.close()
+        if self._reader is not None:
+            with self._rlock:
+                self._reader.close()
 
 
 class _Tx:

@@ -79,8 +79,9 @@ def test_expired_lease_is_claimed_again_and_renew_keeps_it(store: TaskStore):
     store.add(tasks(2), max_pending=10)
     store.claim(["m"], "a", 2, 10)
     now = time.time()
-    assert store.claim(["m"], "b", 5, 10, now=now + 5) == []
+    assert store.requeue_expired(now=now + 5) == 0
     store.renew(["t0"], "a", 100)
+    assert store.requeue_expired(now=now + 20) == 1  # t1: its process went silent
     again = store.claim(["m"], "b", 5, 10, now=now + 20)
     assert [t.id for t in again] == ["t1"] and again[0].attempts == 2
     # the first owner lost t1: its late outcome is ignored
@@ -143,6 +144,10 @@ def test_callback_claims_and_final_state_erases_credentials(store: TaskStore):
     store.set_callback("a", "w", "PENDING", attempts=1, error="HTTP 503", next_at=1005.0)
     assert store.claim_callbacks("w", 10, 30, now=1004.0) == []
     assert [t.id for t in store.claim_callbacks("w", 10, 30, now=1006.0)] == ["a"]
-    store.set_callback("a", "w", "DELIVERED", attempts=2, error=None)
+    store.requeue_expired(now=1100.0)  # the sender went silent: due again
+    assert [t.id for t in store.claim_callbacks("v", 10, 30, now=1100.0)] == ["a"]
+    store.set_callback("a", "w", "DELIVERED", attempts=2, error=None)  # not the owner: ignored
+    assert store.get("a").callback_status == "SENDING"
+    store.set_callback("a", "v", "DELIVERED", attempts=2, error=None)
     t = store.get("a")
     assert (t.callback_status, t.callback_attempts, t.callback_auth) == ("DELIVERED", 2, None)
