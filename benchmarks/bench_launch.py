@@ -164,7 +164,7 @@ async def run_async(url: str, rows: list[list[float]], conc: int) -> tuple[float
     async def poller(c: Conn) -> None:
         for task_id in pending:
             while True:
-                status, out = await c.request("GET", f"/v1/async-tasks/{task_id}")
+                _, out = await c.request("GET", f"/v1/async-tasks/{task_id}")
                 state = json.loads(out)["status"]
                 if state == "SUCCESS":
                     break

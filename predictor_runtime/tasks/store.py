@@ -10,8 +10,10 @@ The interface (what another backend, e.g. PostgreSQL, implements with the same m
 ``add(tasks, max_pending) -> [bool]``   insert new tasks in one transaction; PENDING ones
                                         only while fewer than ``max_pending`` are PENDING
                                         (False: refused, the caller answers 429). Records
-                                        that arrive finished (a sync task's pickled
-                                        result) are always inserted.
+                                        that arrive STARTED (claimed at once by the
+                                        submitting process, with owner and lease) or
+                                        finished (a sync task's pickled result) are
+                                        always inserted.
 ``claim(models, owner, limit, lease)``  atomically move up to ``limit`` PENDING tasks of
                                         ``models`` to STARTED for ``owner``, oldest
                                         first; returns them. Two claimers never get the
@@ -265,7 +267,8 @@ class TaskStore:
                 c.execute(
                     "INSERT INTO tasks (id, model, status, body, return_pickled, base_url, "
                     "callback_url, callback_auth, created_at, finished_at, result, result_blob, "
-                    "traceback, status_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "traceback, status_code, owner, lease_until, started_at, attempts) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         t.id,
                         t.model,
@@ -281,6 +284,10 @@ class TaskStore:
                         t.result_blob,
                         t.traceback,
                         t.status_code,
+                        t.owner,
+                        t.lease_until,
+                        t.started_at,
+                        t.attempts,
                     ),
                 )
                 accepted.append(True)
