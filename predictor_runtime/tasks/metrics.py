@@ -16,7 +16,7 @@ worker (they all read the same queue).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from ..server.metrics import LATENCY_BUCKETS
 
@@ -30,7 +30,8 @@ class TaskMetrics:
         from prometheus_client import Counter, Gauge, Histogram
 
         reg = None if metrics.multiprocess else metrics.registry
-        gauge_mode = {"multiprocess_mode": "mostrecent"} if metrics.multiprocess else {}
+        # every worker reads the same queue: keep the latest sample of any of them
+        mode: Literal["mostrecent", "all"] = "mostrecent" if metrics.multiprocess else "all"
         self.tasks = Counter(
             "predictor_tasks",
             "Tasks accepted (PENDING) and finished (SUCCESS, FAILURE).",
@@ -42,13 +43,13 @@ class TaskMetrics:
             "Tasks in the durable queue, per status (sampled).",
             ("status",),
             registry=reg,
-            **gauge_mode,
+            multiprocess_mode=mode,
         )
         self.depth = Gauge(
             "predictor_task_queue_depth",
             "PENDING tasks in the durable queue (sampled).",
             registry=reg,
-            **gauge_mode,
+            multiprocess_mode=mode,
         )
         self.callbacks = Counter(
             "predictor_task_callbacks",

@@ -178,10 +178,10 @@ class TaskQueue:
         self._loops = []
         if self._inflight:
             await asyncio.wait(list(self._inflight.values()), timeout=DRAIN_SECONDS)
-        for t in (self._add_flush, self._finish_flush):
-            if t is not None:
+        for flush in (self._add_flush, self._finish_flush):
+            if flush is not None:
                 with contextlib.suppress(Exception):
-                    await t
+                    await flush
         with contextlib.suppress(Exception):
             await self._flush_finishes()
         for t in list(self._callbacks):

@@ -223,7 +223,8 @@ def register(router: Router, ctx: ServerContext) -> None:
     if ctx.metrics is not None:  # one set of families per metrics registry
         metrics = getattr(ctx.metrics, "task_metrics", None)
         if metrics is None:
-            metrics = ctx.metrics.task_metrics = TaskMetrics(ctx.metrics)
+            metrics = TaskMetrics(ctx.metrics)
+            ctx.metrics.task_metrics = metrics  # type: ignore[attr-defined]
     queue = TaskQueue(
         registry,
         state_dir=opts.state_dir,
