@@ -100,3 +100,26 @@ def test_kill_9_loses_nothing_and_never_reruns_finished_tasks(cli_server, tmp_pa
     assert set(counts) == set(range(50))  # every task ran
     for task_id in finished:
         assert counts[ids[task_id]] == 1, f"task {ids[task_id]} had finished but ran again"
+
+
+def test_worker_processes_share_one_queue(cli_server, tmp_path: Path):
+    effects = tmp_path / "effects.txt"
+    args = [
+        *launch_model(tmp_path, delay=0.01, side_effects=str(effects)),
+        "--model-name", "echo",
+        "--workers", "2",
+        "--state-dir", str(tmp_path / "state"),
+    ]  # fmt: skip
+    srv = cli_server(args)
+    client = httpx.Client(base_url=srv.url, timeout=30)
+    ids = {}
+    for i in range(60):
+        r = client.post("/v1/async-tasks?model_endpoint_id=echo", json={"args": {"instances": [i]}})
+        assert r.status_code == 200
+        ids[r.json()["task_id"]] = i
+    for task_id, i in ids.items():  # any worker answers for any task
+        body = wait_task(client, task_id)
+        assert body["result"]["result"]["predictions"] == [{"id": i, "kw": {}}]
+    client.close()
+    counts = Counter(json.loads(line) for line in effects.read_text().splitlines())
+    assert counts == Counter(range(60))  # each task ran exactly once
