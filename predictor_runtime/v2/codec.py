@@ -312,6 +312,13 @@ def _cast(name: str, datatype: str, dtype: np.dtype[Any], arr: np.ndarray, data:
         if all(_fits("f", v) for v in flat):
             values = [np.nan if v is None else v for v in flat]
             return np.array(values, dtype=dtype).reshape(arr.shape)
+    if not ok and want in "iu" and kind in "Of" and all(_fits(want, v) for v in _leaves(data)):
+        try:  # Python ints beyond int64 (UINT64's upper half)
+            return np.array(data, dtype=dtype)
+        except OverflowError:
+            raise InvalidRequestError(
+                f"input {name!r}: values out of range for {datatype}"
+            ) from None
     if not ok:
         flat = _leaves(data)
         bad = next((i for i, v in enumerate(flat) if not _fits(want, v)), 0)
