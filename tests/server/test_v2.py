@@ -154,9 +154,7 @@ def test_model_metadata_from_the_loaded_models(client: Any) -> None:
     assert forest["name"] == "forest"
     assert forest["versions"] == ["v1"]
     assert forest["platform"] == "sklearn"
-    assert forest["inputs"] == [
-        {"name": "input_0", "datatype": "FP64", "shape": [-1, N_FEATURES]}
-    ]
+    assert forest["inputs"] == [{"name": "input_0", "datatype": "FP64", "shape": [-1, N_FEATURES]}]
     assert forest["outputs"] == [{"name": "predict", "datatype": "INT64", "shape": [-1]}]
     xgb = client.get_model_metadata("xgb", "v1")
     assert xgb["platform"] == "xgboost"
@@ -201,9 +199,7 @@ def test_no_requested_outputs_answers_binary_by_default(client: Any, models: dic
     assert np.array_equal(result.as_numpy("predict"), models["booster"].inplace_predict(arr))
 
 
-def test_custom_predictor_gets_instances_and_parameters_as_kwargs(
-    client: Any, server: Any
-) -> None:
+def test_custom_predictor_gets_instances_and_parameters_as_kwargs(client: Any, server: Any) -> None:
     arr = np.arange(6, dtype=np.int32).reshape(2, 3)
     result = infer(client, "scaler", {"rows": arr}, binary=True, parameters={"factor": 2.0})
     assert result.as_numpy("output_0").tolist() == [6.0, 24.0]
@@ -306,10 +302,8 @@ def test_batcher_merges_concurrent_v2_requests(server: Any) -> None:
             for i, arr in enumerate(arrays):
                 body, headers = _binary_body("x", arr)
                 if i % 2:  # JSON and binary requests are the same arrays: they merge too
-                    body = json.dumps(
-                        {"inputs": [{"name": "x", "shape": list(arr.shape), "datatype": "FP64",
-                                     "data": arr.tolist()}]}  # fmt: skip
-                    ).encode()
+                    tensor = {"name": "x", "shape": list(arr.shape), "datatype": "FP64"}
+                    body = json.dumps({"inputs": [{**tensor, "data": arr.tolist()}]}).encode()
                     headers = {}
                 reqs.append(c.post("/v2/models/rowsum/infer", content=body, headers=headers))
             return await asyncio.gather(*reqs)
