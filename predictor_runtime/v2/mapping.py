@@ -52,7 +52,13 @@ def tensor_metadata(pipeline: Pipeline) -> dict[str, Any]:
     if meta is not None:
         return meta
     fn = getattr(pipeline.predictor, "tensor_metadata", None)
-    raw: Any = fn() if callable(fn) else {}
+    try:
+        raw: Any = fn() if callable(fn) else {}
+    except Exception as exc:
+        name = type(pipeline.predictor).__name__
+        raise InvalidOutputError(
+            f"{name}.tensor_metadata failed: {type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(raw, dict):
         raw = {}
     meta = {

@@ -344,3 +344,165 @@ def test_batcher_merges_named_tensors_and_slices_dict_outputs(server: Any) -> No
         outs = {o["name"]: o for o in r.json()["outputs"]}
         assert outs["a_out"]["data"] == [i, -i] and outs["a_out"]["shape"] == [2]
         assert outs["b_out"]["data"] == [i, i] and outs["b_out"]["shape"] == [2, 1]
+
+
+# -- error shapes (httpx) ---------------------------------------------------------------
+
+
+def _tensor(**kw: Any) -> dict[str, Any]:
+    return {"name": "input_0", "shape": [1, N_FEATURES], "datatype": "FP64", **kw}
+
+
+@pytest.mark.parametrize(
+    ("path", "needle"),
+    [
+        ("/v2/models/nope/infer", "Model not found: nope"),
+        ("/v2/models/forest/versions/v9/infer", "Version not found: v9"),
+    ],
+)
+def test_404_unknown_model_or_version(server: Any, path: str, needle: str) -> None:
+    r = httpx.post(server.url + path, json={"inputs": [_tensor(data=[0.0] * N_FEATURES)]})
+    assert r.status_code == 404
+    assert needle in r.json()["error"]
+    for get in (path.removesuffix("/infer"), path.replace("/infer", "/ready")):
+        g = httpx.get(server.url + get)
+        assert g.status_code == 404 and needle in g.json()["error"]
+
+
+def test_unknown_v2_path_and_wrong_method_are_plain_errors(server: Any) -> None:
+    r = httpx.get(server.url + "/v2/models/forest/explain")
+    assert r.status_code == 404 and isinstance(r.json()["error"], str)
+    r = httpx.get(server.url + "/v2/models/forest/infer")
+    assert r.status_code == 405 and "use POST" in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (b"{nope", "Invalid JSON"),
+        (b"[]", '"inputs"'),
+        (b'{"inputs": []}', '"inputs" must be a non-empty list'),
+        (b'{"inputs": [{"shape": [1], "datatype": "FP32", "data": [1]}]}', '"name"'),
+        (
+            b'{"inputs": [{"name": "t", "shape": [1], "datatype": "FP128", "data": [1]}]}',
+            "input 't': unsupported datatype str 'FP128'",
+        ),
+        (
+            b'{"inputs": [{"name": "t", "shape": [2, -1], "datatype": "FP32", "data": [1]}]}',
+            "input 't': shape must be a list of non-negative integers",
+        ),
+        (
+            b'{"inputs": [{"name": "t", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3]}]}',
+            "input 't': shape [2, 2] needs 4 values, data has 3",
+        ),
+        (
+            b'{"inputs": [{"name": "t", "shape": [2], "datatype": "FP32", "data": [1, "x"]}]}',
+            "input 't': datatype FP32 needs numbers, element 1 is str 'x'",
+        ),
+        (
+            b'{"inputs": [{"name": "t", "shape": [2], "datatype": "INT8", "data": [1, 1.5]}]}',
+            "input 't': datatype INT8 needs integers, element 1 is float 1.5",
+        ),
+        (
+            b'{"inputs": [{"name": "t", "shape": [1], "datatype": "UINT8", "data": [300]}]}',
+            "input 't': values out of range for UINT8",
+        ),
+        (
+            b'{"inputs": [{"name": "t", "shape": [2], "datatype": "FP32", "data": [[1], [2, 3]]}]}',
+            "input 't': data is ragged",
+        ),
+        (
+            b'{"inputs": [{"name": "t", "shape": [1], "datatype": "FP32"}]}',
+            """input 't' has neither "data" nor binary_data_size""",
+        ),
+        (
+            b'{"inputs": [{"name": "t", "shape": [1], "datatype": "FP32", "data": [1]}], "id": 5}',
+            '"id" must be a string',
+        ),
+    ],
+)
+def test_400_bad_tensors_name_the_tensor(server: Any, body: bytes, needle: str) -> None:
+    r = httpx.post(server.url + "/v2/models/identity/infer", content=body)
+    assert r.status_code == 400, r.text
+    assert needle in r.json()["error"]
+
+
+def test_400_feature_count_names_the_input(server: Any) -> None:
+    r = httpx.post(
+        server.url + "/v2/models/forest/infer",
+        json={"inputs": [_tensor(shape=[2, 3], data=[0.0] * 6)]},
+    )
+    assert r.status_code == 400
+    assert r.json()["error"] == (
+        f"input 'input_0': expected shape [-1, {N_FEATURES}] (-1: any size), got [2, 3]"
+    )
+    two = [_tensor(data=[0.0] * N_FEATURES), _tensor(name="other", data=[0.0] * N_FEATURES)]
+    r = httpx.post(server.url + "/v2/models/forest/infer", json={"inputs": two})
+    assert r.status_code == 400 and "takes one input tensor" in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("sizes", "raw", "length", "needle"),
+    [
+        ([8], b"\0" * 4, None, "binary_data_size is 8 bytes but only 4"),
+        ([4], b"\0" * 4, None, "input 't': shape [2] of FP32 needs 8 bytes of binary data, got binary_data_size 4"),
+        ([8], b"\0" * 12, None, "4 bytes of binary data after the JSON header that no input claims"),
+        ([8], b"\0" * 8, 10**9, "Inference-Header-Content-Length must be an integer"),
+    ],
+)  # fmt: skip
+def test_400_binary_size_mismatches(
+    server: Any, sizes: list[int], raw: bytes, length: int | None, needle: str
+) -> None:
+    tensor = {"name": "t", "shape": [2], "datatype": "FP32"}
+    header = {"inputs": [{**tensor, "parameters": {"binary_data_size": sizes[0]}}]}
+    with httpx.Client(base_url=server.url) as c:
+        head = json.dumps(header).encode()
+        hdr = str(len(head) if length is None else length)
+        r = c.post(
+            "/v2/models/identity/infer",
+            content=head + raw,
+            headers={"Inference-Header-Content-Length": hdr},
+        )
+    assert r.status_code == 400, r.text
+    assert needle in r.json()["error"]
+
+
+def test_400_bad_bytes_elements(server: Any) -> None:
+    tensor = {"name": "s", "shape": [2], "datatype": "BYTES"}
+    raw = b"\x03\x00\x00\x00abc\x09\x00\x00\x00xy"
+    head = json.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": len(raw)}}]})
+    r = httpx.post(
+        server.url + "/v2/models/identity/infer",
+        content=head.encode() + raw,
+        headers={"Inference-Header-Content-Length": str(len(head))},
+    )
+    assert r.status_code == 400
+    assert r.json()["error"] == "input 's': BYTES element 1 says 9 bytes but only 2 are left"
+
+
+def test_nested_and_flat_data_and_null_as_nan(server: Any) -> None:
+    for data in ([[1, 2], [3, None]], [1, 2, 3, None]):
+        r = httpx.post(
+            server.url + "/v2/models/identity/infer",
+            json={"id": "n", "inputs": [{"name": "t", "shape": [2, 2], "datatype": "FP32", "data": data}]},
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out["id"] == "n"
+        assert out["outputs"] == [
+            {"name": "t_out", "datatype": "FP32", "shape": [2, 2], "data": [1.0, 2.0, 3.0, None]}
+        ]
+
+
+def test_body_limit_applies_to_the_whole_v2_body(live_factory: Any) -> None:
+    srv = live_factory(max_request_bytes=1000)
+    raw = b"\0" * 4000
+    tensor = {"name": "t", "shape": [1000], "datatype": "FP32"}
+    head = json.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": 4000}}]})
+    r = httpx.post(
+        srv.url + "/v2/models/echo/infer",
+        content=head.encode() + raw,
+        headers={"Inference-Header-Content-Length": str(len(head))},
+    )
+    assert r.status_code == 413
+    assert "the limit is 1000 bytes" in r.json()["error"]

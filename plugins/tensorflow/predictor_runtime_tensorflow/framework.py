@@ -324,8 +324,10 @@ class Signature:
         def entry(name: str, spec: Any) -> dict[str, Any]:
             dtype = spec.dtype
             datatype = "BYTES" if dtype.name == "string" else datatype_of(dtype.as_numpy_dtype)
-            rank = spec.shape.rank
-            shape = [-1] if rank is None else [-1 if d is None else d for d in spec.shape]
+            dims = spec.shape
+            if hasattr(dims, "rank"):  # a TensorShape (outputs); inputs keep a tuple or None
+                dims = None if dims.rank is None else tuple(dims.as_list())
+            shape = [-1] if dims is None else [-1 if d is None else d for d in dims]
             return {"name": name, "datatype": datatype, "shape": shape}
 
         inputs = [entry(i.name, i) for i in self.inputs]
