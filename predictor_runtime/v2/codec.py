@@ -182,12 +182,12 @@ def _input(spec: Any, index: int, body: bytes, offset: int) -> tuple[Tensor, int
     if not isinstance(name, str) or not name:
         raise InvalidRequestError(f'inputs[{index}] needs a "name" string, got {describe(name)}')
     datatype = spec.get("datatype")
-    dtype = DTYPES.get(datatype) if isinstance(datatype, str) else None
-    if dtype is None:
+    if not isinstance(datatype, str) or datatype not in DTYPES:
         raise InvalidRequestError(
             f"input {name!r}: unsupported datatype {describe(datatype)}; expected one of "
             f"{', '.join(DTYPES)}"
         )
+    dtype = DTYPES[datatype]
     shape = _shape(spec.get("shape"), name)
     params = _object(spec.get("parameters"), f"input {name!r}: parameters")
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
