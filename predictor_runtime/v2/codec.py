@@ -18,6 +18,7 @@ tensor and saying what was expected and what came. numpy and orjson only.
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,7 @@ import numpy as np
 import orjson
 
 from .. import codecs
-from ..errors import InvalidRequestError, describe
+from ..errors import InvalidRequestError, PayloadTooLargeError, describe
 from ..tensors import DTYPES, datatype_of
 
 #: request ``parameters`` the protocol itself uses (never passed to the predictor).
@@ -102,6 +103,24 @@ def _shape(value: Any, name: str) -> tuple[int, ...]:
             f"input {name!r}: shape must be a list of non-negative integers, got {describe(value)}"
         )
     return tuple(value)
+
+
+def decompress(body: bytes, encoding: bytes, limit: int) -> bytes:
+    """A ``Content-Encoding: gzip`` or ``deflate`` body (tritonclient's
+    ``request_compression_algorithm``), inflated to at most ``limit`` bytes (else 413)."""
+    name = encoding.decode("latin-1").strip().lower()
+    if name not in ("gzip", "deflate"):
+        raise InvalidRequestError(
+            f"unsupported Content-Encoding {name!r}; send identity, gzip or deflate"
+        )
+    inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidRequestError(f"the body is not valid {name} data: {exc}") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLargeError(limit)
+    return out
 
 
 def parse_request(body: bytes, header_length: bytes | None = None) -> InferRequest:

@@ -191,6 +191,33 @@ def test_infer_equals_the_frameworks_own_predictions(
     assert ("parameters" in response["outputs"][0]) is binary
 
 
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests(client: Any, models: dict, algorithm: str) -> None:
+    arr = models["x"][:50].astype(np.float32)
+    result = infer(
+        client, "xgb", {"input_0": arr}, binary=True, request_compression_algorithm=algorithm
+    )
+    assert np.array_equal(result.as_numpy("predict"), models["booster"].inplace_predict(arr))
+
+
+def test_compressed_body_over_the_limit_is_413(live_factory: Any) -> None:
+    import gzip
+
+    srv = live_factory(max_request_bytes=10_000)
+    body = json.dumps({"inputs": [{"name": "t", "shape": [1], "datatype": "BYTES",
+                                   "data": ["x" * 50_000]}]}).encode()  # fmt: skip
+    r = httpx.post(
+        srv.url + "/v2/models/echo/infer",
+        content=gzip.compress(body),
+        headers={"Content-Encoding": "gzip"},
+    )
+    assert r.status_code == 413 and "the limit is 10000 bytes" in r.json()["error"]
+    r = httpx.post(
+        srv.url + "/v2/models/echo/infer", content=b"junk", headers={"Content-Encoding": "gzip"}
+    )
+    assert r.status_code == 400 and "not valid gzip data" in r.json()["error"]
+
+
 def test_no_requested_outputs_answers_binary_by_default(client: Any, models: dict) -> None:
     # tritonclient sends binary_data_output=true when no outputs are named
     arr = models["x"][:5].astype(np.float32)

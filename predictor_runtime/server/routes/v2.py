@@ -13,7 +13,7 @@ The wire format is :mod:`predictor_runtime.v2.codec`; how tensors reach the pred
 :class:`~predictor_runtime.pipeline.Pipeline`, so V2 requests are batched with each other
 like V1 requests (not with V1 requests: their instances are lists, V2's arrays). The body
 size limit (``--max-request-bytes``) applies to the whole body, JSON header plus binary
-tensors. Request logging (``requestLoggingConfig``) covers the V1 predict routes only.
+tensors (to the inflated body too when it comes gzip- or deflate-compressed). Request logging (``requestLoggingConfig``) covers the V1 predict routes only.
 """
 
 from __future__ import annotations
@@ -103,6 +103,9 @@ def register(router: Router, ctx: ServerContext) -> None:
             version, pipeline = await ready_pipeline(req)
             m_label, v_label = version.model, version.name
             body = await req.body()
+            encoding = req.header(b"content-encoding")
+            if encoding is not None and encoding.lower() != b"identity":
+                body = codec.decompress(body, encoding, req.max_body)
             header_length = req.header(b"inference-header-content-length")
             if header_length is None and len(body) > PARSE_OFFLOAD_BYTES:
                 loop = asyncio.get_running_loop()
