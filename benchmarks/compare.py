@@ -380,14 +380,14 @@ def main() -> int:
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         sys.stderr.write("error: needs wrk and taskset (apt-get install wrk util-linux)\n")
         return 2
-    if args.v2:
-        import v2bench
-
-        return v2bench.run(args)
     wanted = set(args.servers.split(","))
     kserve_pythons = args.kserve_python or [args.anchors_python]
     deadline = time.monotonic() + args.max_minutes * 60
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
+    if args.v2:
+        import v2bench
+
+        return v2bench.run(args)
 
     versions = {"mlserver": version_of(args.anchors_python, "mlserver")}
     kserve_labels = {p: f"{KSERVE} {version_of(p, 'kserve')}" for p in kserve_pythons}

@@ -119,9 +119,34 @@ def reference(model_dir: Path, v1: bytes) -> np.ndarray:
     return booster.inplace_predict(x.astype(np.float32)).astype(np.float64)
 
 
-def timed(url: str, body_file: Path, script: Path, args: Any) -> dict[str, Any]:
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU time of every live process in process group ``pgid``."""
+    import os
+
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after "(comm)": state ppid pgrp ...
+            total += int(fields[11]) + int(fields[12])  # utime stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def timed(url: str, body_file: Path, script: Path, args: Any, pgid: int) -> dict[str, Any]:
+    """Warm-up, then the timed run; also the server's CPU time per request, which a
+    shared, busy machine distorts far less than throughput (see benchmarks/README.md)."""
     run_wrk(url, body_file, script, CONNS, args.warmup)
-    return wrk_row(run_wrk(url, body_file, script, CONNS, args.duration), "W2", ROWS, CONNS)
+    cpu = group_cpu_seconds(pgid)
+    res = run_wrk(url, body_file, script, CONNS, args.duration)
+    cpu = group_cpu_seconds(pgid) - cpu
+    row = wrk_row(res, "W2", ROWS, CONNS)
+    row["cpu_ms_per_request"] = 1000 * cpu / max(res["requests"], 1)
+    return row
 
 
 def run(args: Any) -> int:
@@ -148,7 +173,7 @@ def run(args: Any) -> int:
                     for variant, (body_file, script, headers) in files.items():
                         url = v1_url if variant == "V1 JSON" else v2_url
                         validate(url, variant, body_file.read_bytes(), headers, expected)
-                        row = timed(url, body_file, script, args)
+                        row = timed(url, body_file, script, args, server.proc.pid)
                         results.append({**row, "server": OURS, "config": variant})
                         results[-1].update(model=model, round=rnd)
                         print(json.dumps(results[-1]), file=sys.stderr)
@@ -167,7 +192,7 @@ def run(args: Any) -> int:
                         continue
                     try:
                         validate(url, "V2 JSON", body_file.read_bytes(), headers, expected)
-                        row = timed(url, body_file, script, args)
+                        row = timed(url, body_file, script, args, server.proc.pid)
                         results.append({**row, "server": MLSERVER, "config": f"V2 JSON, {cfg[0]}"})
                         results[-1].update(model=model, round=rnd)
                         print(json.dumps(results[-1]), file=sys.stderr)
@@ -180,51 +205,54 @@ def run(args: Any) -> int:
 
 
 def print_table(results: list[dict[str, Any]], args: Any) -> None:
-    """Median req/s over rounds, the range, and per-round ratios to the best MLServer."""
+    """Per model and protocol: median over rounds and range, and ratios per round to the best
+    MLServer configuration of that round, by throughput and by server CPU per request."""
     print(
         f"\nW2 = {ROWS:,} instances of {N_FEATURES} features per request, {CONNS} connections; "
         f"{args.rounds} round(s) of {args.duration:g} s after {args.warmup:g} s warm-up "
-        f"({time.strftime('%H:%M UTC', time.gmtime())}).\n"
+        f"(finished {time.strftime('%H:%M UTC', time.gmtime())}).\n"
     )
     print(
-        "| model | server | protocol (setting) | req/s median | req/s range | p50 ms | p99 ms "
-        "| errors | ÷ best MLServer (median, range) | ÷ our V1 JSON (median) |"
+        "| model | server | protocol (setting) | req/s median (range) | p50 ms | p99 ms | errors "
+        "| CPU ms/req median (range) | ÷ best MLServer, req/s | ÷ best MLServer, CPU/req "
+        "| ÷ our V1 JSON, req/s |"
     )
-    print("|---|---|---|---:|---|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+    def spread(values: list[float], fmt: str) -> str:
+        med = statistics.median(values)
+        return f"{med:{fmt}} ({min(values):{fmt}} to {max(values):{fmt}})"
+
+    def ratio(values: list[float]) -> str:
+        if not values:
+            return "-"
+        return f"**{statistics.median(values):.2f}x** ({min(values):.2f} to {max(values):.2f})"
+
     for model in dict.fromkeys(r["model"] for r in results):
         rows = [r for r in results if r["model"] == model]
-        rounds = sorted({r["round"] for r in rows})
-
-        def rate(server: str, config: str | None, rnd: int, rows: list = rows) -> float | None:
-            hits = [
-                r["requests_per_s"]
-                for r in rows
-                if r["server"] == server and r["round"] == rnd and config in (None, r["config"])
-            ]
-            return max(hits) if hits else None
-
+        by_round: dict[int, list[dict[str, Any]]] = {}
+        for r in rows:
+            by_round.setdefault(r["round"], []).append(r)
         for server, config in dict.fromkeys((r["server"], r["config"]) for r in rows):
             mine = [r for r in rows if (r["server"], r["config"]) == (server, config)]
-            rps = [r["requests_per_s"] for r in mine]
-            vs_ml, vs_v1 = [], []
-            for rnd in rounds:
-                own = rate(server, config, rnd)
-                ml = rate(MLSERVER, None, rnd)
-                v1 = rate(OURS, "V1 JSON", rnd)
-                if own and ml:
-                    vs_ml.append(own / ml)
-                if own and v1:
-                    vs_v1.append(own / v1)
-            ml_txt = (
-                f"**{statistics.median(vs_ml):.2f}x** ({min(vs_ml):.2f} to {max(vs_ml):.2f})"
-                if vs_ml and server == OURS
-                else "-"
-            )
-            v1_txt = f"{statistics.median(vs_v1):.2f}x" if vs_v1 and server == OURS else "-"
+            vs_ml, vs_ml_cpu, vs_v1 = [], [], []
+            for r in mine if server == OURS else []:
+                peers = by_round[r["round"]]
+                ml = [p for p in peers if p["server"] == MLSERVER]
+                v1 = [p for p in peers if p["server"] == OURS and p["config"] == "V1 JSON"]
+                if ml:
+                    vs_ml.append(r["requests_per_s"] / max(p["requests_per_s"] for p in ml))
+                    best_cpu = min(p["cpu_ms_per_request"] for p in ml)
+                    vs_ml_cpu.append(best_cpu / r["cpu_ms_per_request"])
+                if v1:
+                    vs_v1.append(r["requests_per_s"] / v1[0]["requests_per_s"])
             print(
-                f"| {model} | {server} | {config} | {statistics.median(rps):,.0f} "
-                f"| {min(rps):,.0f} to {max(rps):,.0f} "
-                f"| {statistics.median(r['p50_ms'] for r in mine):.2f} "
-                f"| {statistics.median(r['p99_ms'] for r in mine):.2f} "
-                f"| {sum(r['errors'] for r in mine)} | {ml_txt} | {v1_txt} |"
+                f"| {model} | {server} | {config} "
+                f"| {spread([r['requests_per_s'] for r in mine], ',.0f')} "
+                f"| {statistics.median(r['p50_ms'] for r in mine):.1f} "
+                f"| {statistics.median(r['p99_ms'] for r in mine):.1f} "
+                f"| {sum(r['errors'] for r in mine)} "
+                f"| {spread([r['cpu_ms_per_request'] for r in mine], '.2f')} "
+                f"| {ratio(vs_ml)} | {ratio(vs_ml_cpu)} "
+                f"| {f'{statistics.median(vs_v1):.2f}x' if vs_v1 else '-'} |"
             )
