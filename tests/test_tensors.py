@@ -138,3 +138,44 @@ def test_tensor_batch_without_predict_tensors_is_refused() -> None:
     pipe = Pipeline(LoadedModel.wrap(Plain(), "custom", "/x"))
     with pytest.raises(InvalidRequestError, match="no predict_tensors"):
         pipe.run(lambda p: p.predict(TensorBatch({"x": np.zeros((1, 1))})))
+
+
+@pytest.mark.parametrize("datatype", ["FP16", "FP32", "FP64"])
+def test_json_float_data_fast_path_matches_the_general_parse(datatype: str) -> None:
+    pytest.importorskip("simdjson")
+    x = np.random.default_rng(5).normal(size=(300, 7)).round(6)
+    tensor = {"name": "x", "shape": [300, 7], "datatype": datatype}
+    flat = json.dumps({"id": "a", "inputs": [{**tensor, "data": x.reshape(-1).tolist()}]})
+    fast = codec._fast_payload(flat.encode())
+    assert fast is not None and isinstance(fast["inputs"][0]["data"], np.ndarray)
+    got = codec.parse_request(flat.encode())
+    ref = codec._from_json("x", datatype, codec.DTYPES[datatype], (300, 7), 2100, x.tolist())
+    assert got.id == "a" and got.inputs[0].array.dtype == codec.DTYPES[datatype]
+    assert np.array_equal(got.inputs[0].array, ref)
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ([1.5] * 2000 + ["x"], "element 2000 is str 'x'"),
+        ([1.5] * 2001, "needs 2000 values, data has 2001"),
+    ],
+)
+def test_json_float_fast_path_keeps_the_errors(data: list[Any], needle: str) -> None:
+    body = json.dumps(
+        {"inputs": [{"name": "x", "shape": [2000], "datatype": "FP32", "data": data}]}
+    )
+    with pytest.raises(InvalidRequestError, match=needle):
+        codec.parse_request(body.encode())
+
+
+def test_json_nested_or_null_data_take_the_general_path() -> None:
+    pytest.importorskip("simdjson")
+    nested = [[1.0, None]] * 1000
+    body = json.dumps(
+        {"inputs": [{"name": "x", "shape": [1000, 2], "datatype": "FP64", "data": nested}]}
+    )
+    fast = codec._fast_payload(body.encode())
+    assert fast is not None and isinstance(fast["inputs"][0]["data"], list)
+    arr = codec.parse_request(body.encode()).inputs[0].array
+    assert arr.shape == (1000, 2) and np.isnan(arr[:, 1]).all()

@@ -142,7 +142,10 @@ def parse_request(body: bytes, header_length: bytes | None = None) -> InferReque
         offset = n
     else:
         header, offset = body, len(body)
-    payload = codecs.parse_json(bytes(header) if isinstance(header, memoryview) else header)
+    raw_header = bytes(header) if isinstance(header, memoryview) else header
+    payload = _fast_payload(raw_header)
+    if payload is None:
+        payload = codecs.parse_json(raw_header)
     if not isinstance(payload, dict):
         raise InvalidRequestError(
             f'Invalid V2 request: expected an object {{"inputs": [...]}}, got {describe(payload)}'
@@ -173,6 +176,76 @@ def parse_request(body: bytes, header_length: bytes | None = None) -> InferReque
     if "outputs" in payload:
         outputs = _requested_outputs(payload["outputs"])
     return InferRequest(tensors, request_id, parameters, outputs)
+
+
+_FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
+
+
+def _fast_payload(body: bytes) -> dict[str, Any] | None:
+    """The request parsed by simdjson, floating-point ``data`` arrays straight into float64
+    buffers (no Python float per number), or None to take the general path.
+
+    Only flat arrays of plain numbers take the buffer; nested, ``null``, or anything odd
+    keeps the general parse, so its errors stay as they are.
+    """
+    from .. import fastparse
+
+    if not fastparse.available() or len(body) < fastparse.MIN_BYTES:
+        return None
+    import simdjson
+
+    parser = fastparse._parser()
+    doc = inputs = item = data = None
+    try:
+        doc = parser.parse(body)
+        if not isinstance(doc, simdjson.Object):
+            return None
+        payload: dict[str, Any] = {}
+        for key in doc.keys():  # noqa: SIM118 (a simdjson Object)
+            if key != "inputs":
+                payload[key] = _plain(doc[key])
+                continue
+            inputs = doc[key]
+            if not isinstance(inputs, simdjson.Array):
+                return None
+            decoded = []
+            for item in inputs:
+                if not isinstance(item, simdjson.Object):
+                    return None
+                spec = {k: _plain(item[k]) for k in item.keys() if k != "data"}  # noqa: SIM118
+                if "data" in item:
+                    data = item["data"]
+                    flat = None
+                    if (
+                        spec.get("datatype") in _FLOAT_TYPES
+                        and isinstance(data, simdjson.Array)
+                        and len(data)
+                        and not isinstance(data[0], simdjson.Array)
+                    ):
+                        try:
+                            flat = np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)
+                        except (TypeError, ValueError):
+                            flat = None
+                    spec["data"] = flat if flat is not None else _plain(data)
+                    data = None
+                decoded.append(spec)
+                item = None
+            payload["inputs"] = decoded
+            inputs = None
+        return payload
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
+    finally:  # the parser is reused only once no proxy refers to its document
+        del doc, inputs, item, data
+
+
+def _plain(value: Any) -> Any:
+    """A simdjson proxy (object or array) as plain Python values."""
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    if hasattr(value, "as_list"):
+        return value.as_list()
+    return value
 
 
 def _requested_outputs(value: Any) -> list[RequestedOutput]:
@@ -283,6 +356,12 @@ _KINDS = {"b": "boolean", "i": "integer", "u": "integer", "f": "number"}
 def _from_json(
     name: str, datatype: str, dtype: np.dtype[Any], shape: tuple[int, ...], count: int, data: Any
 ) -> np.ndarray:
+    if isinstance(data, np.ndarray):  # floats straight from the bytes (_fast_payload)
+        if data.size != count:
+            raise InvalidRequestError(
+                f"input {name!r}: shape {list(shape)} needs {count} values, data has {data.size}"
+            )
+        return data.astype(dtype, copy=False).reshape(shape)
     if not isinstance(data, list):
         data = [data]
     if datatype == "BYTES":

@@ -95,6 +95,21 @@ def register(router: Router, ctx: ServerContext) -> None:
         body = {"name": version.model, "versions": versions, **meta}
         return Response(200, orjson.dumps(body))
 
+    async def read(req: Request, pipeline: Pipeline) -> tuple[Any, Any, dict[str, Any]]:
+        """The body -> the decoded request and the pipeline call's instances and kwargs."""
+        body = await req.body()
+        encoding = req.header(b"content-encoding")
+        if encoding is not None and encoding.lower() != b"identity":
+            body = codec.decompress(body, encoding, req.max_body)
+        header_length = req.header(b"inference-header-content-length")
+        if header_length is None and len(body) > PARSE_OFFLOAD_BYTES:
+            loop = asyncio.get_running_loop()
+            request = await loop.run_in_executor(None, codec.parse_request, body, None)
+        else:
+            request = codec.parse_request(body, header_length)
+        instances, kwargs = mapping.prepare(pipeline, request)
+        return request, instances, kwargs
+
     async def infer(req: Request) -> Response:
         started = time.perf_counter()
         m_label = v_label = ""
@@ -102,19 +117,15 @@ def register(router: Router, ctx: ServerContext) -> None:
         try:
             version, pipeline = await ready_pipeline(req)
             m_label, v_label = version.model, version.name
-            body = await req.body()
-            encoding = req.header(b"content-encoding")
-            if encoding is not None and encoding.lower() != b"identity":
-                body = codec.decompress(body, encoding, req.max_body)
-            header_length = req.header(b"inference-header-content-length")
-            if header_length is None and len(body) > PARSE_OFFLOAD_BYTES:
-                loop = asyncio.get_running_loop()
-                request = await loop.run_in_executor(None, codec.parse_request, body, None)
-            else:
-                request = codec.parse_request(body, header_length)
-            instances, kwargs = mapping.prepare(pipeline, request)
+            batcher = pipeline.batcher
+            batcher.announce()  # an idle model waits (bounded) for this body to arrive
             try:
-                out = await pipeline.predict(instances, kwargs, alive=req.alive())
+                request, instances, kwargs = await read(req, pipeline)
+            except BaseException:
+                batcher.withdraw()
+                raise
+            try:
+                out = await batcher.predict(instances, kwargs, alive=req.alive(), announced=True)
             except InvalidInstanceError as exc:
                 raise mapping.shift_error(exc, request) from None
             tensors = mapping.outputs(out, request, mapping.tensor_metadata(pipeline))
