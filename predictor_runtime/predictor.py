@@ -83,8 +83,13 @@ def import_class(path: str) -> type:
     return cls
 
 
+#: methods that make a class a generative predictor, which then needs no ``predict``.
+GENERATIVE_METHODS = ("generate", "generate_stream", "embed", "count_tokens")
+
+
 def validate_predictor_class(cls: type) -> None:
-    """Check that ``cls`` has ``from_path`` and ``predict(self, instances, **kwargs)``.
+    """Check that ``cls`` has ``from_path`` and ``predict(self, instances, **kwargs)``
+    (or, instead of ``predict``, one of :data:`GENERATIVE_METHODS`).
 
     As AI Platform does, the positional parameters of ``predict`` must be exactly
     ``(self, instances)``; further parameters must be keyword-only or have defaults.
@@ -96,6 +101,8 @@ def validate_predictor_class(cls: type) -> None:
         raise UserCodeError(msg)
     predict = getattr(cls, "predict", None)
     if predict is None or not callable(predict):
+        if any(callable(getattr(cls, m, None)) for m in GENERATIVE_METHODS):
+            return  # a generative predictor (SPEC 9): serves the generative routes only
         msg = f"Prediction class {name} is missing the required predict method"
         raise UserCodeError(msg)
     try:
@@ -123,6 +130,6 @@ def accepts_kwargs(cls: type) -> bool:
     """Whether ``cls.predict`` takes ``**kwargs`` (extra request keys can be passed)."""
     try:
         params = inspect.signature(cls.predict).parameters.values()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, AttributeError):  # AttributeError: no predict (generative)
         return True
     return any(p.kind is p.VAR_KEYWORD for p in params)
