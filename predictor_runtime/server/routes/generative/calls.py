@@ -52,16 +52,16 @@ def failed(exc: Exception, what: str) -> PredictorRuntimeError:
 
 
 @functools.lru_cache(maxsize=256)
-def _accepted(fn: Callable[..., Any]) -> tuple[bool, frozenset[str]]:
-    """``(takes **kwargs, keyword names)`` of ``fn`` (an unbound function)."""
+def _accepted(fn: Callable[..., Any], skip: int) -> tuple[bool, frozenset[str]]:
+    """``(takes **kwargs, keyword names)`` of ``fn``, its first ``skip`` parameters
+    (``self``, ``contents``) excluded. Cached per function (class-level, so the cache
+    keeps no predictor alive)."""
     try:
-        params = list(inspect.signature(fn).parameters.values())
+        params = list(inspect.signature(fn).parameters.values())[skip:]
     except (TypeError, ValueError):
         return True, frozenset()
     var_kw = any(p.kind is p.VAR_KEYWORD for p in params)
-    names = frozenset(
-        p.name for p in params[1:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    )
+    names = frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
     return var_kw, names
 
 
@@ -72,7 +72,8 @@ def arguments(method: Any, config: dict[str, Any], where: str) -> dict[str, Any]
     dropped when they are hints (safety settings, embedding task type and title) and
     refused (400 naming the field) when ignoring them would change the answer.
     """
-    var_kw, names = _accepted(getattr(method, "__func__", method))
+    func = getattr(method, "__func__", None)
+    var_kw, names = _accepted(func, 2) if func is not None else _accepted.__wrapped__(method, 1)
     if var_kw:
         return config
     out = {}
