@@ -30,6 +30,7 @@ import pickle
 import random
 import re
 import sys
+import warnings
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -119,6 +120,12 @@ def tokenize(text: str) -> list[str]:
 
 def corpus() -> list[str]:
     """Docstrings of :data:`MODULES` and their public classes, functions and methods."""
+    with warnings.catch_warnings():  # reading deprecated attributes (typing.io) warns
+        warnings.simplefilter("ignore")
+        return _docstrings()
+
+
+def _docstrings() -> list[str]:
     docs: list[str] = []
     seen: set[int] = set()
 
