@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from . import codecs
@@ -165,7 +165,7 @@ _DONE = object()
 
 async def iterate_in_thread(
     make: Callable[[], Iterator[Any]], *, safe: bool = False
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[Any, None]:
     """Iterate a blocking iterator in a thread of its own, yielding items as they come.
 
     The iterator is created, advanced and closed in that thread. When the consumer stops

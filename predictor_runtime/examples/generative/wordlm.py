@@ -202,8 +202,8 @@ def hashed_counts(text: str) -> tuple[Any, Any]:
 def _fit_embedding(paragraphs: list[str]) -> tuple[Any, Any]:
     """IDF weights and the TruncatedSVD axes of the TF-IDF matrix of ``paragraphs``."""
     import numpy as np
-    from scipy.sparse import csr_matrix
-    from sklearn.decomposition import TruncatedSVD
+    from scipy.sparse import csr_matrix  # type: ignore[import-untyped]
+    from sklearn.decomposition import TruncatedSVD  # type: ignore[import-untyped]
 
     rows, cols, vals = [], [], []
     for i, text in enumerate(paragraphs):
@@ -220,7 +220,7 @@ def _fit_embedding(paragraphs: list[str]) -> tuple[Any, Any]:
     weighted = matrix.multiply(idf).tocsr()
     norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1))).ravel()
     weighted = weighted.multiply(1.0 / np.maximum(norms, 1e-12)[:, None]).tocsr()
-    from threadpoolctl import threadpool_limits  # (a scikit-learn dependency)
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     svd = TruncatedSVD(DIMENSIONS, algorithm="randomized", n_iter=2, random_state=0)
     with threadpool_limits(1):  # BLAS threads only compete on matrices this small

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -201,7 +201,7 @@ class GenerativeApi:
     async def _frames(
         self,
         first: dict[str, Any],
-        rest: AsyncIterator[dict[str, Any]],
+        rest: AsyncGenerator[dict[str, Any], None],
         tag: str,
         labels: tuple[str, str],
         started: float,

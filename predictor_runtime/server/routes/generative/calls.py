@@ -14,7 +14,7 @@ import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -188,7 +188,7 @@ class Calls:
 
     async def chunks(
         self, turns: list[dict[str, Any]], config: dict[str, Any]
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Streamed responses as they are produced, then a closing chunk with the finish
         reason and ``usageMetadata``. Without ``generate_stream``, ``generate``'s whole
         response is the one chunk. Chunks carrying no content (only a finish reason, say)
