@@ -104,7 +104,7 @@ def test_chunks_arrive_as_produced(srv: LiveServer) -> None:
     ) as r:
         for _ in r.iter_raw():
             arrivals.append(time.perf_counter() - started)
-    assert len(arrivals) >= 7
+    assert len(arrivals) >= 3  # (the client may read two events at once)
     assert arrivals[-1] - arrivals[0] >= 0.2  # spread over the generation, not one burst
 
 
@@ -122,12 +122,12 @@ def test_mid_stream_error_is_the_last_element(srv: LiveServer) -> None:
 def test_disconnect_closes_the_generator(srv: LiveServer) -> None:
     predictor = srv.predictor()
     predictor.stream_closed.clear()
-    body = {**turn(" ".join(f"w{i}" for i in range(200))), "generationConfig": {"seed": 7}}
+    body = {**turn(" ".join(f"w{i}" for i in range(400))), "generationConfig": {"seed": 7}}
     with httpx.stream(
         "POST", f"{srv.url}{GEN}:streamGenerateContent?alt=sse", json=body, timeout=30
     ) as r:
         next(r.iter_raw())
-    assert predictor.stream_closed.wait(10)  # well before the 10 s the stream would take
+    assert predictor.stream_closed.wait(8)  # well before the 20 s the stream would take
 
 
 # -- errors -------------------------------------------------------------------------------
@@ -137,8 +137,8 @@ def test_unknown_model_and_unsupported_capability(srv: LiveServer) -> None:
     msg = envelope(post(srv, "/v1beta/models/nope:generateContent", turn("x")), 404, "NOT_FOUND")
     assert "models/nope" in msg
     for verb, method in [
-        ("generateContent", "generate"),
-        ("streamGenerateContent", "generate_stream"),
+        ("generateContent", "generate or generate_stream"),
+        ("streamGenerateContent", "generate_stream or generate"),
         ("embedContent", "embed"),
         ("batchEmbedContents", "embed"),
         ("countTokens", "count_tokens"),

@@ -3,8 +3,8 @@ scikit-learn embeddings, both learnt at first run from the docstrings of Python'
 library (text every Python installation ships, so nothing is downloaded).
 
 Serve it with ``python -m predictor_runtime serve --example generative``; the server
-trains it into ``<state-dir>/example/generative`` on first use (about a second) and then
-loads it from there. It is a generative predictor (see the README's "Generative
+trains it into ``<state-dir>/example/generative`` on first use (a few seconds, most of
+it importing scikit-learn) and then loads it from there. It is a generative predictor (see the README's "Generative
 endpoints"): it has ``generate``, ``generate_stream`` (word by word), ``embed`` and
 ``count_tokens``, and also ``predict`` (one continuation per prompt string).
 

@@ -48,7 +48,8 @@ def is_gemini_client(scope: dict[str, Any]) -> bool:
     for key, value in scope["headers"]:
         if key == b"x-goog-api-client" and (b"genai-sdk" in value or b"gapic/" in value):
             return True
-    return b"%24alt=" in scope.get("query_string", b"")
+    query = scope.get("query_string", b"")
+    return b"%24alt=" in query or b"$alt=" in query
 
 
 def _stream_mode(req: Request) -> str:
@@ -164,7 +165,7 @@ class GenerativeApi:
     async def generate(self, req: Request) -> Response:
         version, calls = await self.resolve(req)
         if calls.generate is None and calls.stream is None:
-            raise unsupported(version.pipeline, "generateContent", "generate")  # type: ignore[arg-type]
+            raise unsupported(calls, "generateContent", "generate or generate_stream")
         turns, config = wire.generate_request(wire.parse_body(await req.body()))
         resp = await calls.generate_async(turns, config)
         resp.setdefault("modelVersion", f"{version.model}/{version.name}")
@@ -178,7 +179,7 @@ class GenerativeApi:
         started = time.perf_counter()
         version, calls = await self.resolve(req)
         if calls.generate is None and calls.stream is None:
-            raise unsupported(version.pipeline, "streamGenerateContent", "generate_stream")  # type: ignore[arg-type]
+            raise unsupported(calls, "streamGenerateContent", "generate_stream or generate")
         mode = _stream_mode(req)
         turns, config = wire.generate_request(wire.parse_body(await req.body()))
         chunks = calls.chunks(turns, config)
@@ -240,9 +241,9 @@ class GenerativeApi:
     # -- tokens and embeddings --------------------------------------------------------
 
     async def count_tokens(self, req: Request) -> Response:
-        version, calls = await self.resolve(req)
+        _, calls = await self.resolve(req)
         if calls.count is None:
-            raise unsupported(version.pipeline, "countTokens", "count_tokens")  # type: ignore[arg-type]
+            raise unsupported(calls, "countTokens", "count_tokens")
         turns = wire.count_request(wire.parse_body(await req.body()))
         n = await asyncio.get_running_loop().run_in_executor(None, calls.count_tokens, turns)
         return Response(200, orjson.dumps({"totalTokens": n}))
@@ -250,7 +251,7 @@ class GenerativeApi:
     async def embed(self, req: Request) -> Response:
         version, calls = await self.resolve(req)
         if calls.embed is None:
-            raise unsupported(version.pipeline, "embedContent", "embed")  # type: ignore[arg-type]
+            raise unsupported(calls, "embedContent", "embed")
         item = wire.embed_request(wire.parse_body(await req.body()), version.model)
         (vector,) = await calls.embed_many([item], req.alive())
         version.last_use_time = time.time()
@@ -259,7 +260,7 @@ class GenerativeApi:
     async def batch_embed(self, req: Request) -> Response:
         version, calls = await self.resolve(req)
         if calls.embed is None:
-            raise unsupported(version.pipeline, "batchEmbedContents", "embed")  # type: ignore[arg-type]
+            raise unsupported(calls, "batchEmbedContents", "embed")
         items = wire.batch_embed_request(wire.parse_body(await req.body()), version.model)
         vectors = await calls.embed_many(items, req.alive())
         version.last_use_time = time.time()

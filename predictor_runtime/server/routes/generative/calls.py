@@ -33,9 +33,9 @@ _OPTIONAL = frozenset({"safety_settings", "task_type", "title"})
 _TOP_LEVEL = frozenset({"system_instruction", "tools", "tool_config", "cached_content"})
 
 
-def unsupported(pipeline: Pipeline, route: str, methods: str) -> HttpError:
+def unsupported(calls: Calls, route: str, methods: str) -> HttpError:
     """501 ``UNIMPLEMENTED`` for a route the predictor has no method for."""
-    name = type(pipeline.predictor).__name__
+    name = type(calls.pipeline.predictor).__name__
     return HttpError(
         501,
         f"{route} is not supported by this model: its predictor {name} has no {methods} method",
