@@ -182,3 +182,13 @@ def test_readme_minimal_predictor_serves(tmp_path: Path, cli_server) -> None:
     assert chunks == ["A", " B", ""]
     emb = client.models.embed_content(model="loud", contents=["a b", "c"])
     assert [e.values for e in emb.embeddings] == [[3.0, 1.0], [1.0, 0.0]]
+
+
+def test_example_flag_checks() -> None:
+    from predictor_runtime.server.main import ServeConfig, ServeError
+
+    ServeConfig(example="generative").validate()
+    with pytest.raises(ServeError, match="drop --model-dir"):
+        ServeConfig(example="generative", model_dir="/models/x").validate()
+    with pytest.raises(ServeError, match="unknown --example 'nope'"):
+        ServeConfig(example="nope").validate()

@@ -187,6 +187,23 @@ def test_invalid_argument_names_the_field(
     assert field in envelope(post(srv, f"{GEN}:{verb}", body), 400, "INVALID_ARGUMENT")
 
 
+def test_versions_loading_or_failed(srv: LiveServer) -> None:
+    from predictor_runtime.server.registry import FAILED
+
+    srv.registry.add_version("loading", "v1", deployment_uri="/nonexistent/loading")
+    broken = srv.registry.add_version("broken", "v1", deployment_uri="/nonexistent/broken")
+    broken.state, broken.error_message = FAILED, "ModelLoadError: no model file"
+    r = post(srv, "/v1beta/models/loading:generateContent", turn("x"))
+    assert "not ready yet" in envelope(r, 503, "UNAVAILABLE")
+    assert r.headers["retry-after"] == "1"
+    r = post(srv, "/v1beta/models/broken:embedContent", {"content": "x"})
+    assert "no model file" in envelope(r, 400, "FAILED_PRECONDITION")
+    model = httpx.get(f"{srv.url}/v1beta/models/loading").json()
+    assert model["supportedGenerationMethods"] == []
+    for name in ("loading", "broken"):
+        del srv.registry.models[name]
+
+
 def test_bad_alt_and_too_large_body(srv: LiveServer) -> None:
     r = post(srv, f"{GEN}:streamGenerateContent?alt=xml", turn("x"))
     assert "'alt'" in envelope(r, 400, "INVALID_ARGUMENT")
