@@ -6,6 +6,8 @@ Every row is a ratio against a baseline measured in the same run:
    one after another) against calling the same predictor's ``generate`` / ``embed``
    directly in this process, for the bundled example (cheap calls: the ratio is mostly
    HTTP) and for a predictor whose calls cost a fixed 5 ms (a small neural model);
+   and against the same 5 ms call through the AI Platform ``:predict`` route (what
+   the generative layer adds over the existing predict path);
 2. time to the first streamed chunk (``streamGenerateContent?alt=sse``, 16 words over
    5 ms) against the whole stream, and against the predictor's own first word;
 3. throughput of 32 connections (``wrk``) sending single-text ``embedContent`` requests to
@@ -55,6 +57,10 @@ FIXED = textwrap.dedent(
         def generate(self, contents, **config):
             time.sleep(GENERATE_SECONDS)
             return " ".join(["word"] * 16)
+
+        def predict(self, instances, **kwargs):  # the same call through AI Platform's route
+            time.sleep(GENERATE_SECONDS)
+            return [" ".join(["word"] * 16) for _ in instances]
 
         def generate_stream(self, contents, **config):
             for i in range(16):
@@ -235,6 +241,28 @@ def main() -> None:
         try:
             fixed = fixed_cost.FixedCost(True)
             rows += overhead_rows("5 ms model", servers[True].url, "fixed", fixed, args.requests)
+            with httpx.Client(timeout=30) as client:
+                url = servers[True].url
+                predict = median_seconds(
+                    lambda: client.post(
+                        f"{url}/v1/models/fixed:predict", json={"instances": ["Return the"]}
+                    ).raise_for_status(),
+                    args.requests,
+                )
+                generate = median_seconds(
+                    lambda: client.post(
+                        f"{url}/v1beta/models/fixed:generateContent", json=GEN_BODY
+                    ).raise_for_status(),
+                    args.requests,
+                )
+            rows.append(
+                {
+                    "case": "5 ms model: generateContent / AI Platform :predict, same cost",
+                    "baseline": predict,
+                    "measured": generate,
+                    "what": "median",
+                }
+            )
             unmerged = embed_throughput(servers[False].url, "fixed", args.duration, tmp)
             merged = embed_throughput(servers[True].url, "fixed", args.duration, tmp)
             rows.append(
