@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import codecs
+from . import codecs, fastparse
 from .errors import (
     InvalidInstanceError,
     InvalidOutputError,
@@ -52,6 +52,7 @@ class Dispatcher:
         self.max_batch_size = max_batch_size
         self.decode = model.decode_b64 if decode_b64 == "auto" else decode_b64 == "always"
         self._predict = getattr(model.predictor, "predict", None) or self._no_predict
+        self._numeric_dtype = model.numeric_dtype if fastparse.available() else None
 
     def _no_predict(self, instances: Sequence[Any], **kwargs: Any) -> Any:
         name = type(self.model.predictor).__name__
@@ -61,8 +62,16 @@ class Dispatcher:
             status=501,
         )
 
-    def parse(self, body: bytes | str) -> tuple[list[Any], dict[str, Any]]:
-        """Body -> ``(instances, kwargs)``, with b64 objects decoded if the rule says so."""
+    def parse(self, body: bytes | str) -> tuple[Any, dict[str, Any]]:
+        """Body -> ``(instances, kwargs)``, with b64 objects decoded if the rule says so.
+
+        For predictors with ``numeric_instances`` a regular numeric body becomes a 2-D
+        array straight from the bytes (:mod:`predictor_runtime.fastparse`).
+        """
+        if self._numeric_dtype is not None and isinstance(body, bytes):
+            arr = fastparse.numeric_instances(body, self._numeric_dtype)
+            if arr is not None:
+                return arr, {}
         payload = codecs.parse_json(body, nan_as_null=self.model.nan_as_null)
         instances, kwargs = codecs.split_request(payload)
         if self.decode:
