@@ -142,8 +142,13 @@ def import_class(path: str) -> type[Any]:
     return cls
 
 
+#: methods that make a class a generative predictor, which then needs no ``predict``.
+GENERATIVE_METHODS = ("generate", "generate_stream", "embed", "count_tokens")
+
+
 def validate_predictor_class(cls: type) -> None:
-    """Check that ``cls`` has ``from_path`` and ``predict(self, instances, **kwargs)``.
+    """Check that ``cls`` has ``from_path`` and ``predict(self, instances, **kwargs)``
+    (or, instead of ``predict``, one of :data:`GENERATIVE_METHODS`).
 
     As AI Platform does, the positional parameters of ``predict`` must be exactly
     ``(self, instances)``; further parameters must be keyword-only or have defaults.
@@ -155,6 +160,8 @@ def validate_predictor_class(cls: type) -> None:
         raise UserCodeError(msg)
     predict = getattr(cls, "predict", None)
     if predict is None or not callable(predict):
+        if any(callable(getattr(cls, m, None)) for m in GENERATIVE_METHODS):
+            return  # a generative predictor (SPEC 9): serves the generative routes only
         msg = f"Prediction class {name} is missing the required predict method"
         raise UserCodeError(msg)
     try:

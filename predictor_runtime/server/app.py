@@ -99,7 +99,7 @@ class App:
         path = scope["path"]
         match = self.router.match(path)
         method = scope["method"]
-        hit = match.for_method(method)
+        hit = match.for_method(method, scope)
         if hit is None:
             style = match.routes[0][0].errors if match.routes else self.router.style_for(path)
             if match.routes:
