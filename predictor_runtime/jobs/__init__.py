@@ -12,17 +12,26 @@
 
 from __future__ import annotations
 
-from .runner import JobResult, make_plan, run_job, run_plan
-from .shards import JobCancelled
-from .spec import JobSpec, JobSpecError, ModelRef
+from typing import Any
 
-__all__ = [
-    "JobCancelled",
-    "JobResult",
-    "JobSpec",
-    "JobSpecError",
-    "ModelRef",
-    "make_plan",
-    "run_job",
-    "run_plan",
-]
+_EXPORTS = {
+    "JobCancelled": "shards",
+    "JobResult": "runner",
+    "JobSpec": "spec",
+    "JobSpecError": "spec",
+    "ModelRef": "spec",
+    "make_plan": "runner",
+    "run_job": "runner",
+    "run_plan": "runner",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy exports, so that ``python -m predictor_runtime`` stays light to start."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
