@@ -171,7 +171,7 @@ def serve_on_ray(config: ServeConfig, out: TextIO) -> int:
     from ..server.main import ServeError
 
     try:
-        import ray  # noqa: F401
+        import ray
         from ray import serve
     except ImportError as exc:
         raise ServeError(
@@ -187,7 +187,9 @@ def serve_on_ray(config: ServeConfig, out: TextIO) -> int:
         scaling = stored_scaling(config.state_dir or DEFAULT_STATE_DIR, config.server.workers)
         app = build_app(
             config,
-            manual_scaling={"nodes": scaling["num_replicas"]} if "num_replicas" in scaling else None,
+            manual_scaling={"nodes": scaling["num_replicas"]}
+            if "num_replicas" in scaling
+            else None,
             auto_scaling=_as_aip(scaling.get("autoscaling_config")),
         )
         serve.run(app, name=APP_NAME, route_prefix="/")
@@ -203,12 +205,11 @@ def serve_on_ray(config: ServeConfig, out: TextIO) -> int:
         while not stop.wait(0.5):
             pass
     finally:
-        try:
+        if started:  # our own Ray: tear all of it down
+            serve.shutdown()
+            ray.shutdown()
+        else:  # a shared cluster: remove only our application
             serve.delete(APP_NAME)
-        finally:
-            if started:
-                serve.shutdown()
-                ray.shutdown()
     return 0
 
 

@@ -115,7 +115,7 @@ def run_plan(
 
     todo = plan.todo
     if todo:
-        if spec.workers <= 1 or len(todo) == 1 and dispatcher is not None:
+        if spec.workers <= 1 or (len(todo) == 1 and dispatcher is not None):
             if dispatcher is None:
                 assert model is not None, "a dispatcher or a model reference is required"
                 dispatcher = model.load(spec.batch_size)
@@ -169,7 +169,9 @@ def _init_worker(model: ModelRef, spec: JobSpec, total: int, output: str, shared
     try:
         dispatcher = model.load(spec.batch_size)
     except Exception as exc:  # reported by every task of this worker
-        message = str(exc) if isinstance(exc, PredictorRuntimeError) else f"{type(exc).__name__}: {exc}"
+        message = (
+            str(exc) if isinstance(exc, PredictorRuntimeError) else f"{type(exc).__name__}: {exc}"
+        )
         _WORKER["error"] = PredictorRuntimeError(message)
         return
     _WORKER["writer"] = ShardWriter(
@@ -272,4 +274,3 @@ class StopFlag:
 
     def __call__(self) -> bool:
         return self._event.is_set()
-

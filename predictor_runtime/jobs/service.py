@@ -126,7 +126,7 @@ def validate_input(inp: Any, allow_paths: tuple[str, ...]) -> dict[str, Any]:
             check_allowed(local_path(uri), allow_paths, "predictionInput.uri")
         except JobSpecError:
             raise
-        if not isinstance(uri, str) or "://" in uri and not uri.startswith("file://"):
+        if not isinstance(uri, str) or ("://" in uri and not uri.startswith("file://")):
             raise _bad("predictionInput.uri", "only local folders and file:// URIs")
     model_target(out)
     batch = as_int(out.get("batchSize"), "predictionInput.batchSize", DEFAULT_BATCH_SIZE)
@@ -244,9 +244,7 @@ class JobService:
 
         store.update(project, job_id, prepare)
         flag = self._flag = StopFlag()
-        beat = threading.Thread(
-            target=self._heartbeat, args=(project, job_id, flag), daemon=True
-        )
+        beat = threading.Thread(target=self._heartbeat, args=(project, job_id, flag), daemon=True)
         beat.start()
         try:
             self._execute(project, job_id, job["predictionInput"], flag)
@@ -256,7 +254,11 @@ class JobService:
                 self._finish(project, job_id, CANCELLED)
             # shutdown or a lost lease: left as is; the next runner resumes it
         except Exception as exc:
-            message = exc.message if isinstance(exc, PredictorRuntimeError) else f"{type(exc).__name__}: {exc}"
+            message = (
+                exc.message
+                if isinstance(exc, PredictorRuntimeError)
+                else f"{type(exc).__name__}: {exc}"
+            )
             self._finish(project, job_id, FAILED, message)
         finally:
             flag.set("done")

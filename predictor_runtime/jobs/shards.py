@@ -296,7 +296,10 @@ def prepare_output(output: str, identity: dict[str, Any], shards: list[Shard]) -
             f"output folder {output} holds an unfinished job with other inputs or settings; "
             "choose another folder or remove it"
         )
-    if any(p.name.startswith(("prediction.results-", "prediction.errors_stats-")) for p in out.iterdir()):
+    if any(
+        p.name.startswith(("prediction.results-", "prediction.errors_stats-"))
+        for p in out.iterdir()
+    ):
         raise OutputConflictError(
             f"output folder {output} already holds prediction files; choose an empty folder"
         )

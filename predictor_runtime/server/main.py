@@ -15,9 +15,9 @@ from __future__ import annotations
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from ..dispatcher import DEFAULT_MAX_BATCH_SIZE, DecodeRule

@@ -113,7 +113,9 @@ def register(router: Router, ctx: ServerContext) -> None:
             await ctx.state.run_store(store().create, project, job)
         except JobExistsError:
             raise HttpError(
-                409, f"Job {job_id} already exists in project {project}", google_status="ALREADY_EXISTS"
+                409,
+                f"Job {job_id} already exists in project {project}",
+                google_status="ALREADY_EXISTS",
             ) from None
         service.notify()
         return Response(200, orjson.dumps(job))
