@@ -115,6 +115,7 @@ def main() -> int:
         timings["local2"] = time.perf_counter() - t
         assert result.predictions == n, result
 
+        print(f"local runs done: {timings}", file=sys.stderr, flush=True)
         ray_init = None
         if not args.no_ray:
             import ray
@@ -122,6 +123,7 @@ def main() -> int:
             from predictor_runtime.jobs.ray_data import run_on_ray
 
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")  # busy machines
             t = time.perf_counter()
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
             ray_init = time.perf_counter() - t

@@ -137,7 +137,7 @@ def build_app(
         ray_actor_options={"num_cpus": num_cpus},
         **options,
     )
-    return deployment.bind(config)
+    return deployment.bind(config)  # type: ignore[attr-defined]
 
 
 def app_builder(args: dict[str, Any]) -> Any:

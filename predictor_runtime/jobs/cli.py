@@ -121,7 +121,7 @@ class _Bar:
     """tqdm in rows, its total estimated from the bytes read so far (quiet off a terminal)."""
 
     def __init__(self, total_bytes: int) -> None:
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped]
 
         self.total_bytes = max(total_bytes, 1)
         self.rows = 0

@@ -173,6 +173,7 @@ def prepare_app(
         model_dir, package = example_model(state_dir)
         model_name, prediction_class, packages = EXAMPLE_MODEL, EXAMPLE_CLASS, [package]
 
+    assert model_dir is not None
     metrics = Metrics()
     settings = BatchSettings(
         max_batch_size=config.max_batch_size,
