@@ -163,12 +163,26 @@ def echo_inputs(tmp_path: Path, files: int, rows: int) -> Path:
 
 
 def test_cancel_a_running_job(cli_server, client, echo_model, tmp_path: Path) -> None:
-    srv = slow_echo_server(cli_server, echo_model, 0.05, ["--state-dir", "st"])
+    allow = ["--allow-paths", str(tmp_path)]
+    srv = slow_echo_server(cli_server, echo_model, 0.05, ["--state-dir", "st", *allow])
     jobs = client(srv.url).projects().jobs()
     data = echo_inputs(tmp_path, 1, 2000)
     out = tmp_path / "out"
     inp = {"dataFormat": "JSON", "inputPaths": [str(data / "*.jsonl")], "outputPath": str(out)}
     inp |= {"modelName": "echo", "batchSize": 10}
+    secret = "/etc/not-for-jobs-xyz"
+    for field, change in (
+        ("outputPath", {"outputPath": secret}),
+        ("inputPaths[0]", {"inputPaths": ["/etc/*.conf"]}),
+    ):
+        with pytest.raises(HttpError) as exc:
+            jobs.create(
+                parent=P, body={"jobId": "outside", "predictionInput": inp | change}
+            ).execute()
+        err = error_body(exc.value)
+        assert exc.value.resp.status == 400 and err["status"] == "INVALID_ARGUMENT"
+        assert field in err["message"] and "--allow-paths" in err["message"]
+        assert "/etc" not in err["message"]
     jobs.create(parent=P, body={"jobId": "long", "predictionInput": inp}).execute()
     wait_state(jobs, "long", {"RUNNING"})
     assert jobs.cancel(name=f"{P}/jobs/long", body={}).execute() == {}
