@@ -267,10 +267,13 @@ class JobService:
 
     def _heartbeat(self, project: str, job_id: str, flag: StopFlag) -> None:
         store = self.open()
+        renewed = 0.0
         while not flag():
             try:
-                if not store.lead(self.owner, self.lease_ttl):
-                    flag.set("lost")
+                if time.monotonic() - renewed >= 1.0:
+                    renewed = time.monotonic()
+                    if not store.lead(self.owner, self.lease_ttl):
+                        flag.set("lost")
                 job = store.get(project, job_id)
                 if job is None or job["state"] == CANCELLING:
                     flag.set("cancel")
