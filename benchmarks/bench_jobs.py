@@ -1,7 +1,9 @@
 """Batch prediction throughput: the job runner against a plain loop, and Ray Data against
 local worker processes, measured in the same run on the same file.
 
-    python benchmarks/bench_jobs.py [--rows 60000] [--batch-size 1024] [--no-ray]
+    python benchmarks/bench_jobs.py [--rows 100000] [--batch-size 1024] [--repeat 3] [--no-ray]
+
+Runs 1 and 2 alternate ``--repeat`` times and the best time of each is kept.
 
 1. *baseline*: an in-process loop that reads the file line by line, parses each line with
    orjson, predicts batches of ``--batch-size`` rows with the scikit-learn model itself and
@@ -86,8 +88,9 @@ def baseline(model_dir: Path, data: Path, out: Path, batch: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=60_000)
+    parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of 1. and 2. (best kept)")
     parser.add_argument("--no-ray", action="store_true")
     args = parser.parse_args()
 
@@ -98,16 +101,17 @@ def main() -> int:
         model_dir, data = make_data(root, args.rows)
         ref = ModelRef(str(model_dir))
         n = args.rows
-        timings: dict[str, float] = {}
-        timings["baseline"] = baseline(model_dir, data, root / "baseline.jsonl", args.batch_size)
-
+        timings: dict[str, float] = {"baseline": float("inf"), "local1": float("inf")}
         dispatcher = ref.load(args.batch_size)
-        spec1 = JobSpec([str(data)], str(root / "local1"), batch_size=args.batch_size)
-        plan = make_plan(spec1)
-        t = time.perf_counter()
-        result = run_plan(spec1, plan, dispatcher=dispatcher)
-        timings["local1"] = time.perf_counter() - t
-        assert result.predictions == n, result
+        for i in range(args.repeat):  # alternate, keep the best of each: a busy machine
+            took = baseline(model_dir, data, root / "baseline.jsonl", args.batch_size)
+            timings["baseline"] = min(timings["baseline"], took)
+            spec1 = JobSpec([str(data)], str(root / f"local1-{i}"), batch_size=args.batch_size)
+            plan = make_plan(spec1)
+            t = time.perf_counter()
+            result = run_plan(spec1, plan, dispatcher=dispatcher)
+            timings["local1"] = min(timings["local1"], time.perf_counter() - t)
+            assert result.predictions == n, result
 
         spec2 = JobSpec([str(data)], str(root / "local2"), batch_size=args.batch_size, workers=2)
         t = time.perf_counter()

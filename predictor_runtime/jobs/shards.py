@@ -29,7 +29,12 @@ import numpy as np
 import orjson
 
 from .. import codecs
-from ..errors import InvalidInstanceError, InvalidRequestError, PredictorRuntimeError
+from ..errors import (
+    InvalidInstanceError,
+    InvalidOutputError,
+    InvalidRequestError,
+    PredictorRuntimeError,
+)
 
 MIN_SHARD_BYTES = 64 * 1024
 MAX_SHARD_BYTES = 64 * 1024 * 1024
@@ -100,10 +105,9 @@ def iter_lines(shard: Shard) -> Iterator[tuple[int, bytes]]:
         if pos > 0:
             fh.seek(pos - 1)
             pos = pos - 1 + len(fh.readline())  # skip the line owned by the previous shard
-        readline = fh.readline
-        while pos < shard.end:
-            line = readline()
-            if not line:
+        end = shard.end
+        for line in fh:
+            if pos >= end:
                 return
             yield pos, line
             pos += len(line)
@@ -168,20 +172,27 @@ class ShardWriter:
                     instances.clear()
                     where.clear()
 
+                loads, fast, size = orjson.loads, not self.text, self.batch_size
                 for offset, line in iter_lines(shard):
                     raw = line.strip()
                     if offset == 0 and raw.startswith(b"\xef\xbb\xbf"):
                         raw = raw[3:]
                     if not raw:
                         continue
-                    parsed = self._parse(raw)
-                    if isinstance(parsed, str):
-                        _count(stats, parsed, shard, offset)
-                        continue
-                    raws.append(parsed[0])
-                    instances.append(parsed[1])
+                    try:  # the common case inline: a strict JSON line
+                        if not fast:
+                            raise ValueError
+                        value = loads(raw)
+                    except ValueError:
+                        parsed = self._parse(raw)
+                        if isinstance(parsed, str):
+                            _count(stats, parsed, shard, offset)
+                            continue
+                        raw, value = parsed
+                    raws.append(raw)
+                    instances.append(value)
                     where.append(offset)
-                    if len(instances) >= self.batch_size:
+                    if len(instances) >= size:
                         flush(offset + len(line))
                 flush(shard.end)
             with open(tmp_err, "wb") as err:
@@ -244,7 +255,11 @@ class ShardWriter:
             preds = self.dispatcher.predict(batch, self.kwargs)
             if isinstance(preds, np.ndarray):
                 preds = preds.tolist()
-            return [(True, codecs.dumps(p)) for p in preds]
+            dumps, default, opt = orjson.dumps, codecs.json_default, orjson.OPT_SERIALIZE_NUMPY
+            try:
+                return [(True, dumps(p, default=default, option=opt)) for p in preds]
+            except TypeError as exc:  # what codecs.dumps reports for unserializable output
+                raise InvalidOutputError(str(exc)) from exc
         except Exception as exc:
             if len(batch) == 1:
                 if isinstance(exc, InvalidInstanceError):
