@@ -102,7 +102,8 @@ def validate_input(inp: Any, allow_paths: tuple[str, ...]) -> dict[str, Any]:
         field = f"predictionInput.inputPaths[{i}]"
         try:
             check_allowed(local_path(p), allow_paths, field)
-            expand_inputs([p])
+            for found in expand_inputs([p]):  # a link inside may point outside
+                check_allowed(found, allow_paths, field)
         except JobSpecError as exc:
             if exc.message.startswith("Field:"):
                 raise

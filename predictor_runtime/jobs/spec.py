@@ -53,32 +53,18 @@ def local_path(value: str) -> str:
 def check_allowed(path: str, allow_paths: tuple[str, ...] | list[str], field_name: str) -> None:
     """Refuse ``path`` unless it lies inside one of ``allow_paths`` (empty: anything goes).
 
-    Uses ``predictor_runtime.server.paths.check_allowed`` when it exists (the shared rule
-    of ``--allow-paths``); otherwise the same rule here: the resolved path (symlinks
-    followed) must be one of the folders or inside one.
+    The shared ``--allow-paths`` rule (:func:`predictor_runtime.server.paths.check_allowed`:
+    symlinks resolved); the refusal names the field and the rule, never the path.
     """
     if not allow_paths:
         return
+    from ..server.paths import PathNotAllowedError as Refused
+    from ..server.paths import check_allowed as shared
+
     try:
-        from ..server.paths import check_allowed as shared  # type: ignore[import-not-found]
-    except ImportError:
-        shared = None
-    if shared is not None:
-        try:
-            ok = shared(path, tuple(allow_paths))
-        except PredictorRuntimeError as exc:
-            raise PathNotAllowedError(f"{field_name}: {exc}") from None
-        if ok is not False:
-            return
-    else:
-        real = os.path.realpath(path)
-        for folder in allow_paths:
-            root = os.path.realpath(folder)
-            if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
-                return
-    raise PathNotAllowedError(
-        f"Field: {field_name} Error: the path is outside the folders allowed by --allow-paths"
-    )
+        shared(path, tuple(allow_paths), what=f"Field: {field_name} Error")
+    except Refused as exc:
+        raise PathNotAllowedError(exc.message) from None
 
 
 def expand_inputs(patterns: list[str]) -> list[str]:
