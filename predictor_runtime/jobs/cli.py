@@ -69,6 +69,13 @@ def cmd_batch_predict(args: argparse.Namespace) -> int:
     from .runner import make_plan, run_plan
     from .spec import JobSpec, JobSpecError, ModelRef
 
+    if args.ray_address:
+        try:
+            import ray  # noqa: F401
+        except ImportError as exc:
+            raise CliError(
+                f"--ray-address needs Ray ({exc}); install 'predictor-runtime[ray]'"
+            ) from None
     spec = JobSpec(
         inputs=list(args.input),
         output=args.output,
@@ -95,12 +102,6 @@ def cmd_batch_predict(args: argparse.Namespace) -> int:
     bar = _Bar(plan.total_bytes - sum(_bytes(s) for s in plan.shards if s.index in plan.done))
     try:
         if args.ray_address:
-            try:
-                import ray  # noqa: F401
-            except ImportError as exc:
-                raise CliError(
-                    f"--ray-address needs Ray ({exc}); install 'predictor-runtime[ray]'"
-                ) from None
             from .ray_data import run_on_ray
 
             result = run_on_ray(

@@ -30,3 +30,26 @@ def test_stored_versions_decide_the_app_scaling(tmp_path: Path) -> None:
     store.close()
     auto = stored_scaling(str(tmp_path), 1)["autoscaling_config"]
     assert (auto["min_replicas"], auto["max_replicas"]) == (2, 5)
+
+
+def test_ray_address_flags_reach_the_ray_code_paths(tmp_path: Path) -> None:
+    """Without Ray importable, both commands say what to install, in one line."""
+    import os
+
+    from predictor_runtime.testing import run_cli
+
+    fake = tmp_path / "fake"
+    (fake / "ray").mkdir(parents=True)
+    (fake / "ray" / "__init__.py").write_text("raise ImportError('no Ray here')\n")
+    path = os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=path)
+    served = run_cli("serve", "--ray-address", "local", "--port", "0", cwd=tmp_path, env=env)
+    assert served.returncode == 1
+    assert served.stderr.startswith("error: --ray-address needs Ray (no Ray here)")
+    (tmp_path / "in.jsonl").write_text("[1]\n")
+    (tmp_path / "m").mkdir()
+    args = ["--model-dir", "m", "--input", "in.jsonl", "--output", "out", "--ray-address", "auto"]
+    batch = run_cli("batch-predict", *args, cwd=tmp_path, env=env)
+    assert batch.returncode == 1
+    assert batch.stderr.startswith("error: --ray-address needs Ray (no Ray here)")
+    assert not (tmp_path / "out").exists()  # refused before touching the output
