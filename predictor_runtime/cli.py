@@ -243,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_serve)
 
+    from .jobs.cli import add_parser as add_batch_predict
+
+    add_batch_predict(sub)
+
     p = sub.add_parser("plugins", help="list installed frameworks and the plugins providing them")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_plugins)

@@ -238,6 +238,10 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
+#: the ``default=`` of :func:`dumps`, for callers that serialize many small values inline.
+json_default = _default
+
+
 def rowify(outputs: dict[str, Any], n: int | None = None) -> list[dict[str, Any]]:
     """A dict of batch outputs (one array per output name) -> one object per instance."""
     lengths: dict[str, int | None] = {}

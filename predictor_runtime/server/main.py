@@ -17,9 +17,10 @@ from __future__ import annotations
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ..dispatcher import DEFAULT_MAX_BATCH_SIZE, DecodeRule
 from ..errors import PredictorRuntimeError
@@ -27,6 +28,9 @@ from ..statedir import state_dir as resolve_state_dir
 from .context import ServerOptionsView
 from .defaults import DEFAULT_MAX_BATCH_DELAY_MS, DEFAULT_MODEL_NAME, DEFAULT_VERSION_NAME
 from .runner import ServerOptions, bind_socket, enable_multiprocess_metrics, serve_forever
+
+if TYPE_CHECKING:
+    from .app import App
 
 EXAMPLE_MODEL = "iris"
 EXAMPLE_CLASS = "predictor.IrisPredictor"
@@ -139,6 +143,10 @@ def serve(config: ServeConfig, out: TextIO | None = None) -> int:
     """Load the model, then serve until SIGTERM/SIGINT; returns the exit status."""
     out = out or sys.stdout
     config.validate()
+    if config.options.ray_address:
+        from ..deploy.ray_serve import serve_on_ray
+
+        return serve_on_ray(config, out)
     opts = config.server
     state_dir = str(resolve_state_dir(config.state_dir))
     metrics_dir = enable_multiprocess_metrics() if opts.workers > 1 else None
@@ -155,16 +163,38 @@ def serve(config: ServeConfig, out: TextIO | None = None) -> int:
 
 
 def _serve_on(config: ServeConfig, sock: object, state_dir: str, out: TextIO) -> int:
+    opts = config.server
+    host, port = sock.getsockname()[:2]  # type: ignore[attr-defined]
+    url_host = f"[{host}]" if ":" in host else host
+    base = f"http://{url_host}:{port}"
+    build_app, info = prepare_app(config, state_dir, base, out)
+
+    def announce() -> None:
+        what = "generate" if config.example == GENERATIVE_MODEL else "predict"
+        out.write(
+            f"Listening on {base} (workers: {opts.workers}; {what}: POST {info['predict_url']})\n"
+        )
+        out.flush()
+
+    return serve_forever(build_app, sock, opts, announce)  # type: ignore[arg-type]
+
+
+def prepare_app(
+    config: ServeConfig, state_dir: str, base: str, out: TextIO | None
+) -> tuple[Callable[[], App], dict[str, str]]:
+    """Load the command-line model (or the example) and prepare the state store.
+
+    Shared by ``serve`` and by each Ray Serve replica (:mod:`predictor_runtime.deploy`).
+
+    :return: ``(build_app, info)``: a factory of the ASGI app and a few names for messages
+        (``model``, ``predict_url``).
+    """
     from .app import App
     from .metrics import Metrics
     from .registry import BatchSettings, Registry
     from .state import ManagedState
 
     opts = config.server
-    host, port = sock.getsockname()[:2]  # type: ignore[attr-defined]
-    url_host = f"[{host}]" if ":" in host else host
-    base = f"http://{url_host}:{port}"
-
     model_dir, model_name, prediction_class, packages = (
         config.model_dir,
         config.model_name,
@@ -180,6 +210,7 @@ def _serve_on(config: ServeConfig, sock: object, state_dir: str, out: TextIO) ->
         model_dir, package = example_model(state_dir)
         model_name, prediction_class, packages = EXAMPLE_MODEL, EXAMPLE_CLASS, [package]
 
+    assert model_dir is not None
     metrics = Metrics()
     settings = BatchSettings(
         max_batch_size=config.max_batch_size,
@@ -200,30 +231,27 @@ def _serve_on(config: ServeConfig, sock: object, state_dir: str, out: TextIO) ->
     framework = version.dispatcher.model.framework if version.dispatcher else "?"
     predict_url = f"{base}/v1/models/{model_name}:predict"
     if generative:
-        out.write(
-            f"Serving the bundled generative example: model {model_name} version "
-            f"{version.name} (word-level language model and embeddings learnt from the "
-            f"standard library's docstrings) from {model_dir}\n"
-            f"Try: curl -s -X POST {base}/v1beta/models/{model_name}:generateContent -d "
-            '\'{"contents": [{"parts": [{"text": "Return the"}]}]}\'\n'
-        )
         predict_url = f"{base}/v1beta/models/{model_name}:generateContent"
-    elif example:
-        out.write(
-            f"Serving the bundled example: model {model_name} version {version.name} "
-            f"(iris classifier, custom prediction routine) from {model_dir}\n"
-            f"Try: curl -s -X POST {predict_url} -d "
-            "'{\"instances\": [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2]]}'\n"
-        )
-    else:
-        out.write(
-            f"Serving model {model_name} version {version.name} ({framework}) from {model_dir}\n"
-        )
-    out.flush()
-
-    def announce() -> None:
-        what = "generate" if generative else "predict"
-        out.write(f"Listening on {base} (workers: {opts.workers}; {what}: POST {predict_url})\n")
+    if out is not None:
+        if generative:
+            out.write(
+                f"Serving the bundled generative example: model {model_name} version "
+                f"{version.name} (word-level language model and embeddings learnt from the "
+                f"standard library's docstrings) from {model_dir}\n"
+                f"Try: curl -s -X POST {predict_url} -d "
+                '\'{"contents": [{"parts": [{"text": "Return the"}]}]}\'\n'
+            )
+        elif example:
+            out.write(
+                f"Serving the bundled example: model {model_name} version {version.name} "
+                f"(iris classifier, custom prediction routine) from {model_dir}\n"
+                f"Try: curl -s -X POST {predict_url} -d "
+                "'{\"instances\": [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2]]}'\n"
+            )
+        else:
+            out.write(
+                f"Serving model {model_name} version {version.name} ({framework}) from {model_dir}\n"
+            )
         out.flush()
 
     state = ManagedState(registry, state_dir=state_dir, metrics=metrics)
@@ -244,4 +272,4 @@ def _serve_on(config: ServeConfig, sock: object, state_dir: str, out: TextIO) ->
             options=options,
         )
 
-    return serve_forever(build_app, sock, opts, announce)  # type: ignore[arg-type]
+    return build_app, {"model": model_name, "predict_url": predict_url}
