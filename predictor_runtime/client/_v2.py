@@ -70,7 +70,10 @@ def encode_request(
     for name, value in inputs.items():
         array = np.asarray(value)
         dt = datatype(array)
-        raw = _bytes_tensor(array) if dt == "BYTES" else np.ascontiguousarray(array).tobytes()
+        if dt == "BYTES":
+            raw = _bytes_tensor(array)
+        else:  # the binary extension is little-endian
+            raw = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
         header_inputs.append(
             {
                 "name": name,
@@ -102,7 +105,7 @@ def _from_bytes(raw: memoryview, dt: str, shape: list[int]) -> np.ndarray:
         out[:] = items
         return out.reshape(shape)
     try:
-        dtype = np.dtype(_DTYPES[dt])
+        dtype = np.dtype(_DTYPES[dt]).newbyteorder("<")
     except KeyError:
         raise ApiError(200, f"the server answered an unknown datatype {dt!r}") from None
     return np.frombuffer(raw, dtype=dtype).reshape(shape)

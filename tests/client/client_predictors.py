@@ -1,7 +1,8 @@
 """Predictors served to the client tests (copied into a package dir for ``serve``).
 
 ``Echo`` answers each instance with ``{"x": instance, "kw": kwargs}``. Special instances:
-``"boom"`` raises ValueError, ``"slow"`` sleeps ``slow_seconds``. ``predict_stream`` yields
+``"boom"`` raises ValueError, ``"slow"`` sleeps ``slow_seconds``; with the keyword
+``double`` (a V2 request parameter) numeric rows come back doubled instead. ``predict_stream`` yields
 ``chunks`` (a request kwarg, default 3) chunks ``{"i": i}``, ``pause`` seconds apart, and
 records in ``<model_dir>/streams.log`` when a stream ends ("done") or is closed early
 ("closed"). ``config.json`` in the model directory may set ``load_seconds`` (sleep in
@@ -21,6 +22,8 @@ class Echo:
         self.slow_seconds = slow_seconds
 
     def predict(self, instances, **kwargs):
+        if kwargs.get("double"):
+            return [[2 * v for v in row] for row in instances]
         out = []
         for inst in instances:
             if inst == "boom":

@@ -312,10 +312,18 @@ def test_infer_numpy_in_and_out(server):
     x = np.arange(12, dtype=np.float32).reshape(3, 4)
     with Client(server.url) as client:
         try:
-            out = client.infer("echo", {"input-0": x})
+            out = client.infer("echo", {"input-0": x}, parameters={"double": True})
         except ApiError as exc:
             skip_if_route_missing(exc, "POST /v2/models/{m}/infer")
             raise
-        assert out, "no outputs"
-        (_name, array), *_ = out.items()
-        assert isinstance(array, np.ndarray) and array.shape[0] == 3
+        assert list(out) == ["output_0"]
+        np.testing.assert_array_equal(out["output_0"], 2 * x)
+        same = client.infer(
+            "echo", {"x": x}, version="v1", outputs=["output_0"], parameters={"double": True}
+        )
+        np.testing.assert_array_equal(same["output_0"], 2 * x)
+        with pytest.raises(BadRequestError) as exc:  # V2 errors: {"error": "..."} with 400
+            client.infer("echo", {"a": x, "b": x}, parameters={"double": True})
+        assert exc.value.message and exc.value.status == 400
+        with pytest.raises(NotFoundError, match="nope"):
+            client.infer("nope", {"x": x})
