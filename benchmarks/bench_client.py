@@ -10,7 +10,8 @@ rounds of:
   ``predictor_runtime.client.Client.predict`` (same pooled keep-alive connection kind);
 - V2 infer of a ``rows`` x 30 float32 tensor (when the server has the V2 routes):
   ``tritonclient.http.InferenceServerClient.infer`` with binary tensors (baseline)
-  against ``Client.infer``.
+  against ``Client.infer``, and a bare ``httpx.Client.post`` of the same body encoded
+  once (the transport's share, no tensor encoding or decoding).
 
 The contenders alternate call by call (``rounds`` x ``calls`` calls each), so load drift on
 a shared machine hits them alike; the table shows the median latency per call and the
@@ -157,10 +158,24 @@ def main() -> None:
             def client_infer() -> object:
                 return next(iter(client.infer("m", {"x": tensor}).values()))
 
+            from predictor_runtime.client import _v2
+
+            body, n = _v2.encode_request({"x": tensor}, None, {})
+            headers = {"content-type": "application/octet-stream", _v2.HEADER_LENGTH: str(n)}
+
+            def bare_infer() -> object:  # transport only: the body is encoded once, not parsed
+                r = bare.post("/v2/models/m/infer", content=body, headers=headers)
+                r.raise_for_status()
+                return r.content
+
             np.testing.assert_array_equal(np.asarray(triton_infer()), client_infer())
             compare(
                 f"V2 infer, {args.rows} x 30 FP32",
-                {"tritonclient.http infer": triton_infer, "Client.infer": client_infer},
+                {
+                    "tritonclient.http infer": triton_infer,
+                    "Client.infer": client_infer,
+                    "httpx.Client.post, pre-encoded body (transport only)": bare_infer,
+                },
                 max(10, args.calls // 5),
                 args.rounds,
             )
