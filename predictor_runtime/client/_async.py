@@ -129,11 +129,12 @@ class AsyncClient:
             await asyncio.sleep(self._s.delay(attempt, retry_after))
             attempt += 1
 
-    async def _json(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+    async def _json(self, method: str, path: str, body: Any = None, **kw: Any) -> dict[str, Any]:
         content = None if body is None else _base.encode(body)
         headers = JSON_HEADERS if content is not None else None
         response = await self._send(method, path, content=content, headers=headers, **kw)
-        return orjson.loads(response.content) if response.content else {}
+        out: dict[str, Any] = orjson.loads(response.content) if response.content else {}
+        return out
 
     # -- predictions -----------------------------------------------------------------
 
@@ -183,7 +184,7 @@ class AsyncClient:
 
     async def get_task(self, task_id: str) -> dict[str, Any]:
         """The task as ``GET /v1/async-tasks/{id}`` shows it (``status``, ``result``...)."""
-        return await self._json("GET", f"/v1/async-tasks/{_base.seg(task_id)}")  # type: ignore[no-any-return]
+        return await self._json("GET", f"/v1/async-tasks/{_base.seg(task_id)}")
 
     def stream(
         self, model: str, instances: Sequence[Any], *, version: str | None = None, **kwargs: Any
@@ -231,11 +232,11 @@ class AsyncClient:
         """Create a model; see :meth:`Client.create_model`."""
         return await self._json(
             "POST", self._s.models_path(), {"name": name, **fields}, repeatable=False
-        )  # type: ignore[no-any-return]
+        )
 
     async def get_model(self, name: str) -> dict[str, Any]:
         """One model (with ``defaultVersion``)."""
-        return await self._json("GET", self._s.models_path(name))  # type: ignore[no-any-return]
+        return await self._json("GET", self._s.models_path(name))
 
     async def list_models(self) -> list[dict[str, Any]]:
         """Every model (all pages)."""
@@ -257,14 +258,14 @@ class AsyncClient:
         """Create a version and (by default) wait for it; see :meth:`Client.create_version`."""
         op = await self._json("POST", self._s.versions_path(model), dict(body), repeatable=False)
         if not wait:
-            return op  # type: ignore[no-any-return]
+            return op
         await self.wait_operation(op, timeout=wait_timeout)
         version = await self.get_version(model, str(body.get("name")))
         return _base.version_outcome(version)
 
     async def get_version(self, model: str, name: str) -> dict[str, Any]:
         """One version (``state``, ``errorMessage``, ``isDefault``, ``etag``...)."""
-        return await self._json("GET", self._s.versions_path(model, name))  # type: ignore[no-any-return]
+        return await self._json("GET", self._s.versions_path(model, name))
 
     async def list_versions(self, model: str) -> list[dict[str, Any]]:
         """Every version of ``model`` (all pages)."""

@@ -102,7 +102,7 @@ class Settings:
         if retry_after is not None:
             return min(retry_after, MAX_RETRY_AFTER)
         full = min(self.max_backoff, self.backoff * (2**attempt))
-        return full / 2 + random.uniform(0, full / 2)
+        return float(full / 2 + random.uniform(0, full / 2))
 
     # -- routes ---------------------------------------------------------------------
 

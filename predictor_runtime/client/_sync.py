@@ -138,11 +138,12 @@ class Client:
             time.sleep(self._s.delay(attempt, retry_after))
             attempt += 1
 
-    def _json(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+    def _json(self, method: str, path: str, body: Any = None, **kw: Any) -> dict[str, Any]:
         content = None if body is None else _base.encode(body)
         headers = JSON_HEADERS if content is not None else None
         response = self._send(method, path, content=content, headers=headers, **kw)
-        return orjson.loads(response.content) if response.content else {}
+        out: dict[str, Any] = orjson.loads(response.content) if response.content else {}
+        return out
 
     # -- predictions -----------------------------------------------------------------
 
@@ -203,7 +204,7 @@ class Client:
 
     def get_task(self, task_id: str) -> dict[str, Any]:
         """The task as ``GET /v1/async-tasks/{id}`` shows it (``status``, ``result``...)."""
-        return self._json("GET", f"/v1/async-tasks/{_base.seg(task_id)}")  # type: ignore[no-any-return]
+        return self._json("GET", f"/v1/async-tasks/{_base.seg(task_id)}")
 
     def stream(
         self, model: str, instances: Sequence[Any], *, version: str | None = None, **kwargs: Any
@@ -253,11 +254,11 @@ class Client:
 
     def create_model(self, name: str, **fields: Any) -> dict[str, Any]:
         """Create a model (``description``, ``labels``... as in AI Platform's Model)."""
-        return self._json("POST", self._s.models_path(), {"name": name, **fields}, repeatable=False)  # type: ignore[no-any-return]
+        return self._json("POST", self._s.models_path(), {"name": name, **fields}, repeatable=False)
 
     def get_model(self, name: str) -> dict[str, Any]:
         """One model (with ``defaultVersion``)."""
-        return self._json("GET", self._s.models_path(name))  # type: ignore[no-any-return]
+        return self._json("GET", self._s.models_path(name))
 
     def list_models(self) -> list[dict[str, Any]]:
         """Every model (all pages)."""
@@ -266,7 +267,7 @@ class Client:
     def delete_model(self, name: str, *, wait: bool = True) -> dict[str, Any]:
         """Delete a model with no versions left; returns the (finished) Operation."""
         op = self._json("DELETE", self._s.models_path(name), repeatable=False)
-        return self.wait_operation(op) if wait else op  # type: ignore[no-any-return]
+        return self.wait_operation(op) if wait else op
 
     def create_version(
         self,
@@ -286,14 +287,14 @@ class Client:
         """
         op = self._json("POST", self._s.versions_path(model), dict(body), repeatable=False)
         if not wait:
-            return op  # type: ignore[no-any-return]
+            return op
         self.wait_operation(op, timeout=wait_timeout)
         version = self.get_version(model, str(body.get("name")))
         return _base.version_outcome(version)
 
     def get_version(self, model: str, name: str) -> dict[str, Any]:
         """One version (``state``, ``errorMessage``, ``isDefault``, ``etag``...)."""
-        return self._json("GET", self._s.versions_path(model, name))  # type: ignore[no-any-return]
+        return self._json("GET", self._s.versions_path(model, name))
 
     def list_versions(self, model: str) -> list[dict[str, Any]]:
         """Every version of ``model`` (all pages)."""
@@ -302,7 +303,7 @@ class Client:
     def delete_version(self, model: str, name: str, *, wait: bool = True) -> dict[str, Any]:
         """Delete a version (not the default while others exist); returns the Operation."""
         op = self._json("DELETE", self._s.versions_path(model, name), repeatable=False)
-        return self.wait_operation(op) if wait else op  # type: ignore[no-any-return]
+        return self.wait_operation(op) if wait else op
 
     def wait_operation(
         self, operation: Mapping[str, Any], *, timeout: float | None = None
