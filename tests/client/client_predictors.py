@@ -4,7 +4,7 @@
 ``"boom"`` raises ValueError, ``"slow"`` sleeps ``slow_seconds``; with the keyword
 ``double`` (a V2 request parameter) numeric rows come back doubled instead. ``predict_stream`` yields
 ``chunks`` (a request kwarg, default 3) chunks ``{"i": i}``, ``pause`` seconds apart, and
-records in ``<model_dir>/streams.log`` when a stream ends ("done") or is closed early
+raises at chunk ``fail_at`` if asked, and records in ``<model_dir>/streams.log`` when a stream ends ("done") or is closed early
 ("closed"). ``config.json`` in the model directory may set ``load_seconds`` (sleep in
 ``from_path``), ``slow_seconds`` and ``fail`` (``from_path`` raises that message).
 """
@@ -42,6 +42,8 @@ class Echo:
             for i in range(n):
                 if i and pause:
                     time.sleep(pause)
+                if kwargs.get("fail_at") == i:
+                    raise ValueError(f"the stream broke at chunk {i}")
                 yield {"i": i, "n": len(instances)}
             finished = True
         finally:

@@ -303,6 +303,12 @@ def test_stream_yields_chunks_and_stops_early(server):
             time.sleep(0.05)
         # the connection pool still works after an early close
         assert client.predict("echo", [5])[0]["x"] == 5
+        # a predictor that raises mid-stream: the chunks before it, then its typed error
+        got: list[Any] = []
+        with pytest.raises(ApiError, match="the stream broke at chunk 2") as exc:
+            for chunk in client.stream("echo", [1], chunks=5, fail_at=2):
+                got.append(chunk)
+        assert got == [{"i": 0, "n": 1}, {"i": 1, "n": 1}] and exc.value.status >= 400
 
 
 # -- Open Inference Protocol V2 (SPEC 11) ----------------------------------------------
