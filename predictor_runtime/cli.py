@@ -274,7 +274,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _predict_remote(args: argparse.Namespace) -> int:
-    """``predict --url``: the same input files, sent through :class:`client.Client`."""
+    """``predict --url``: the same input files, sent through :class:`client.Client`.
+
+    With ``--stream`` (where the command has it) the chunks of the server's streaming
+    task are printed one JSON line each, as they arrive.
+    """
     import json
 
     from . import codecs
@@ -282,26 +286,34 @@ def _predict_remote(args: argparse.Namespace) -> int:
 
     if not args.model:
         raise CliError("--url needs --model (the served model's name)")
+    stream = bool(getattr(args, "stream", False))
+    payload: Any = None
     if args.json_request:
         body = read_request(args.json_request)
-        if args.signature_name:
+        if args.signature_name or stream:
             payload = codecs.parse_json(body)
-            if not isinstance(payload, dict):
-                raise CliError(f"{args.json_request}: the request must be a JSON object")
-            payload["signature_name"] = args.signature_name
-            body = json.dumps(payload).encode()
+        if payload is not None and not isinstance(payload, dict):
+            raise CliError(f"{args.json_request}: the request must be a JSON object")
     else:
         source = args.json_instances or args.text_instances
         payload = {"instances": read_instances(source, as_text=bool(args.text_instances))}
-        if args.signature_name:
-            payload["signature_name"] = args.signature_name
+    if args.signature_name:
+        payload["signature_name"] = args.signature_name
+    if payload is not None:
         body = json.dumps(payload).encode()  # the standard library keeps NaN literals
     try:
         with Client(args.url) as client:
+            if stream:
+                instances = payload.pop("instances", None)
+                with client.stream(args.model, instances, version=args.version, **payload) as it:
+                    for chunk in it:
+                        sys.stdout.write(codecs.dumps(chunk).decode("utf-8") + "\n")
+                        sys.stdout.flush()
+                return 0
             answer = client.predict_body(args.model, body, version=args.version)
     except ApiError as exc:
         raise CliError(f"{args.url}: {exc.message} (HTTP {exc.status})") from None
-    except ClientError as exc:
+    except (ClientError, ValueError, TypeError) as exc:
         raise CliError(str(exc)) from None
     sys.stdout.write(codecs.dumps(answer).decode("utf-8") + "\n")
     return 0

@@ -89,3 +89,24 @@ def test_unreachable_server_is_a_clear_error(inputs):
     )  # fmt: skip
     assert proc.returncode == 1 and "ConnectError" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_remote_stream_prints_the_chunks_local_stream_prints(server, tmp_path):
+    request = tmp_path / "stream.json"
+    request.write_text(json.dumps({"instances": ["a", "b"], "chunks": 3}))
+    remote = run_cli(
+        "predict", "--url", server.url, "--model", "echo", "--stream", "--json-request", str(request)
+    )  # fmt: skip
+    if "unrecognized arguments: --stream" in remote.stderr:
+        pytest.skip("predict --stream is not on this branch yet (it comes with the Launch tasks)")
+    if "was not found on this server" in remote.stderr:
+        pytest.skip("the server has no streaming-tasks route yet")
+    assert remote.returncode == 0, remote.stderr
+    assert [json.loads(line) for line in remote.stdout.splitlines()] == [
+        {"i": i, "n": 2} for i in range(3)
+    ]
+    local = run_cli(
+        "predict", *local_args(server), "--stream", "--json-request", str(request), cwd=tmp_path
+    )
+    assert local.returncode == 0, local.stderr
+    assert remote.stdout == local.stdout
