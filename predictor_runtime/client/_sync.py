@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 __all__ = ["ChunkStream", "Client", "PredictionFuture"]
+
+_log = logging.getLogger(__name__)
 
 
 class Client:
@@ -180,8 +183,8 @@ class Client:
         """Submit an async task (``POST /v1/async-tasks``); returns its :class:`PredictionFuture`.
 
         The task runs on the model's default version (``version`` must be None).
-        ``callback`` is called with the future once it is done (from a background thread
-        of this client that polls the task). ``callback_url`` / ``callback_auth`` ask the
+        ``callback`` is called with the future once it is done (see
+        :meth:`PredictionFuture.add_done_callback`). ``callback_url`` / ``callback_auth`` ask the
         *server* to POST the outcome there (SPEC 7). Other keywords become request keys.
         """
         _base.no_version(version, "predict_async")
@@ -416,7 +419,13 @@ class PredictionFuture:
             self._finished = True
             callbacks, self._callbacks = self._callbacks, []
         for fn in callbacks:
+            self._call(fn)
+
+    def _call(self, fn: Callable[[PredictionFuture], None]) -> None:
+        try:
             fn(self)
+        except Exception:  # like concurrent.futures: a failing callback is logged, not raised
+            _log.exception("callback %r of task %s raised", fn, self.task_id)
 
     def done(self) -> bool:
         """True once the task finished (asks the server once if not known yet)."""
@@ -448,14 +457,16 @@ class PredictionFuture:
     def add_done_callback(self, fn: Callable[[PredictionFuture], None]) -> None:
         """Call ``fn(future)`` once the task is done (now, if it already is).
 
-        The client polls pending tasks from one background thread; ``fn`` runs there.
+        The client polls pending tasks from one background thread, so ``fn`` runs there,
+        or in a thread of yours that saw the task finish first (``done()``, ``result()``).
+        An exception from ``fn`` is logged, not raised.
         """
         with self._lock:
             if not self._finished:
                 self._callbacks.append(fn)
                 fn = None  # type: ignore[assignment]
         if fn is not None:
-            fn(self)
+            self._call(fn)
         else:
             self._client._watch(self)
 
