@@ -6,7 +6,8 @@
   future), ``stream`` (streaming tasks, Server-Sent Events), ``infer`` (Open Inference
   Protocol V2 with binary tensors, numpy in and out);
 - ``create_model``, ``create_version`` (waits for the version to load), ``list_models``,
-  ``list_versions``, ``delete_version`` and friends.
+  ``list_versions``, ``delete_version`` and friends;
+- ``generate`` and ``embed``, thin helpers over the GenerativeService routes.
 
 Errors are :class:`ApiError` subclasses carrying ``.status`` and the server's
 ``.message``. Built on httpx (pooled connections, timeouts); no machine-learning

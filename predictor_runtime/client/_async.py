@@ -226,6 +226,20 @@ class AsyncClient:
         )
         return _v2.decode_response(response.content, response.headers.get(_v2.HEADER_LENGTH))
 
+    async def generate(self, model: str, contents: Any, **config: Any) -> str:
+        """Generated text (first candidate); see :meth:`Client.generate`."""
+        body = _base.generate_request(contents, config)
+        path = self._s.generative_path(model, "generateContent")
+        response = await self._send("POST", path, content=body, headers=JSON_HEADERS)
+        return _base.generated_text(orjson.loads(response.content))
+
+    async def embed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
+        """One embedding vector per text; see :meth:`Client.embed`."""
+        body = _base.embed_request(model, texts)
+        path = self._s.generative_path(model, "batchEmbedContents")
+        response = await self._send("POST", path, content=body, headers=JSON_HEADERS)
+        return _base.embeddings(orjson.loads(response.content))
+
     # -- models and versions ---------------------------------------------------------
 
     async def create_model(self, name: str, **fields: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ task and stream decoding. No I/O happens here, so both clients behave the same.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -130,6 +130,11 @@ class Settings:
         return f"/v1/projects/{seg(self.project)}/operations/{seg(name)}"
 
     @staticmethod
+    def generative_path(model: str, method: str) -> str:
+        """A GenerativeService route (``generateContent``, ``batchEmbedContents``)."""
+        return f"/v1beta/models/{seg(model)}:{method}"
+
+    @staticmethod
     def infer_path(model: str, version: str | None) -> str:
         """The V2 ``infer`` route."""
         if version is None:
@@ -237,6 +242,52 @@ class SSEDecoder:
     def flush(self) -> str | None:
         """An event left without its blank line when the stream ended."""
         return self.feed("")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def generate_request(contents: Any, config: dict[str, Any]) -> bytes:
+    """A ``generateContent`` body: a string becomes one user turn; ``config`` keys are
+    ``generationConfig`` fields in snake_case, ``system_instruction`` a string."""
+    if isinstance(contents, str):
+        contents = [{"role": "user", "parts": [{"text": contents}]}]
+    body: dict[str, Any] = {"contents": contents}
+    system = config.pop("system_instruction", None)
+    if system is not None:
+        body["systemInstruction"] = {"parts": [{"text": system}]}
+    if config:
+        body["generationConfig"] = {_camel(k): v for k, v in config.items()}
+    return encode(body)
+
+
+def generated_text(payload: Any) -> str:
+    """The text of the first candidate of a ``generateContent`` answer."""
+    try:
+        parts = payload["candidates"][0]["content"]["parts"]
+        return "".join(str(p.get("text", "")) for p in parts)
+    except (KeyError, IndexError, TypeError):
+        raise ApiError(200, f"the answer has no candidate text: {str(payload)[:200]}") from None
+
+
+def embed_request(model: str, texts: Sequence[str]) -> bytes:
+    """A ``batchEmbedContents`` body, one request per text."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, got one str")
+    name = f"models/{model}"
+    return encode(
+        {"requests": [{"model": name, "content": {"parts": [{"text": t}]}} for t in texts]}
+    )
+
+
+def embeddings(payload: Any) -> list[list[float]]:
+    """The vectors of a ``batchEmbedContents`` answer."""
+    try:
+        return [list(e["values"]) for e in payload["embeddings"]]
+    except (KeyError, TypeError):
+        raise ApiError(200, f"the answer has no embeddings: {str(payload)[:200]}") from None
 
 
 def version_outcome(version: dict[str, Any]) -> dict[str, Any]:

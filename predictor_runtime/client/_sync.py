@@ -253,6 +253,24 @@ class Client:
         )
         return _v2.decode_response(response.content, response.headers.get(_v2.HEADER_LENGTH))
 
+    def generate(self, model: str, contents: Any, **config: Any) -> str:
+        """Generated text (``POST /v1beta/models/{m}:generateContent``, first candidate).
+
+        ``contents`` is a string (one user turn) or Google's list of turns; ``config``
+        holds ``generationConfig`` fields in snake_case (``temperature``,
+        ``max_output_tokens``...) and ``system_instruction``. For the full response
+        shapes, use Google's own clients against the same server.
+        """
+        body = _base.generate_request(contents, config)
+        path = self._s.generative_path(model, "generateContent")
+        return _base.generated_text(self._json_raw("POST", path, body))
+
+    def embed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
+        """One embedding vector per text (``POST /v1beta/models/{m}:batchEmbedContents``)."""
+        body = _base.embed_request(model, texts)
+        path = self._s.generative_path(model, "batchEmbedContents")
+        return _base.embeddings(self._json_raw("POST", path, body))
+
     # -- models and versions ---------------------------------------------------------
 
     def create_model(self, name: str, **fields: Any) -> dict[str, Any]:
