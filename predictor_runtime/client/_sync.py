@@ -72,7 +72,10 @@ class Client:
     # -- lifecycle -------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the connection pool and stop watching futures for callbacks."""
+        """Close the connection pool and stop watching futures for callbacks.
+
+        Callbacks of tasks still pending are not called after this.
+        """
         with self._watch_lock:
             self._closed = True
             self._watch_lock.notify_all()
