@@ -19,6 +19,8 @@ from predictor_runtime.client import (
     VersionFailedError,
 )
 
+pytestmark = pytest.mark.slow  # a serve subprocess per module
+
 
 def test_gather_of_200_predictions_each_gets_its_own(server):
     async def main() -> list[list[Any]]:

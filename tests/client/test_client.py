@@ -23,6 +23,8 @@ from predictor_runtime.client import (
     VersionFailedError,
 )
 
+pytestmark = pytest.mark.slow  # a serve subprocess per module
+
 
 def counting(client: Client) -> list[str]:
     """Record every HTTP request the client sends (attempts, retries included)."""

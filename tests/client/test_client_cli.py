@@ -9,6 +9,8 @@ import pytest
 
 from predictor_runtime.testing import run_cli
 
+pytestmark = pytest.mark.slow  # a serve subprocess per module
+
 
 @pytest.fixture
 def inputs(tmp_path: Path) -> dict[str, Path]:

@@ -9,6 +9,8 @@ from client_helpers import start_cli_server, stop
 
 from predictor_runtime.client import ApiError, AsyncClient, Client, NotFoundError
 
+pytestmark = pytest.mark.slow  # a serve subprocess per module
+
 
 @pytest.fixture(scope="module")
 def generative(tmp_path_factory: pytest.TempPathFactory):

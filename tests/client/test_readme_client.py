@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from client_helpers import ROUTE_MISSING, start_cli_server, stop
 
+pytestmark = pytest.mark.slow  # a serve subprocess per module
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
