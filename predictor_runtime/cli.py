@@ -74,8 +74,8 @@ def read_request(name: str) -> bytes:
         return fh.read().lstrip("\ufeff").encode("utf-8")
 
 
-def _add_model_options(p: argparse.ArgumentParser, *, required: bool) -> None:
-    p.add_argument("--model-dir", required=required, help="local directory with the model files")
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-dir", help="local directory with the model files")
     p.add_argument("--framework", help="framework name (see `plugins`); detected when omitted")
     p.add_argument("--prediction-class", help="custom predictor as module.Class or module:Class")
     p.add_argument(
@@ -116,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "predict", help="predict from a file of instances (like gcloud local predict)"
     )
-    _add_model_options(p, required=True)
+    _add_model_options(p)
+    remote = p.add_argument_group("remote prediction (instead of --model-dir)")
+    remote.add_argument("--url", help="send the request to a running server at this URL")
+    remote.add_argument("--model", help="with --url: the served model's name")
+    remote.add_argument("--version", help="with --url: a version (default: the model's default)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument(
         "--json-instances", metavar="FILE", help="one JSON instance per line; - for stdin"
@@ -136,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("serve", help="serve models over HTTP (AI Platform compatible API)")
-    _add_model_options(p, required=False)
+    _add_model_options(p)
     p.add_argument(
         "--model-name",
         default=d.DEFAULT_MODEL_NAME,
@@ -275,6 +279,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """``predict``: load, predict once, print the response JSON on stdout."""
     from . import codecs
 
+    if (args.url is None) == (args.model_dir is None):
+        raise CliError("predict needs exactly one of --model-dir (local) or --url (a server)")
+    if args.url is not None:
+        return _predict_remote(args)
     if args.json_request:
         body = read_request(args.json_request)
     else:
@@ -294,6 +302,52 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return _print_stream(pipeline, instances, kwargs)
     out = pipeline.run(lambda p: p.predict(instances, kwargs))
     sys.stdout.write(codecs.predictions_body(out).decode("utf-8") + "\n")
+    return 0
+
+
+def _predict_remote(args: argparse.Namespace) -> int:
+    """``predict --url``: the same input files, sent through :class:`client.Client`.
+
+    With ``--stream`` (where the command has it) the chunks of the server's streaming
+    task are printed one JSON line each, as they arrive.
+    """
+    import json
+
+    from . import codecs
+    from .client import ApiError, Client, ClientError
+
+    if not args.model:
+        raise CliError("--url needs --model (the served model's name)")
+    stream = bool(getattr(args, "stream", False))
+    payload: Any = None
+    if args.json_request:
+        body = read_request(args.json_request)
+        if args.signature_name or stream:
+            payload = codecs.parse_json(body)
+        if payload is not None and not isinstance(payload, dict):
+            raise CliError(f"{args.json_request}: the request must be a JSON object")
+    else:
+        source = args.json_instances or args.text_instances
+        payload = {"instances": read_instances(source, as_text=bool(args.text_instances))}
+    if args.signature_name:
+        payload["signature_name"] = args.signature_name
+    if payload is not None:
+        body = json.dumps(payload).encode()  # the standard library keeps NaN literals
+    try:
+        with Client(args.url) as client:
+            if stream:
+                instances = payload.pop("instances", None)
+                with client.stream(args.model, instances, version=args.version, **payload) as it:
+                    for chunk in it:
+                        sys.stdout.write(codecs.dumps(chunk).decode("utf-8") + "\n")
+                        sys.stdout.flush()
+                return 0
+            answer = client.predict_body(args.model, body, version=args.version)
+    except ApiError as exc:
+        raise CliError(f"{args.url}: {exc.message} (HTTP {exc.status})") from None
+    except (ClientError, ValueError, TypeError) as exc:
+        raise CliError(str(exc)) from None
+    sys.stdout.write(codecs.dumps(answer).decode("utf-8") + "\n")
     return 0
 
 
