@@ -43,4 +43,5 @@ def google_error(status: int, message: str, name: str | None = None) -> bytes:
         ``ABORTED`` or ``ALREADY_EXISTS``; 400 may be ``FAILED_PRECONDITION``).
     """
     name = name or GOOGLE_STATUS.get(status, "UNKNOWN" if status < 500 else "INTERNAL")
+    message = codecs.safe_text(message)
     return orjson.dumps({"error": {"code": status, "message": message, "status": name}})

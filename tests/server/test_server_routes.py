@@ -182,7 +182,7 @@ def test_500_runtime_bug_is_json_without_traceback(live, monkeypatch, capsys):
     assert "Traceback" not in r.text
 
 
-def test_500_unserializable_prediction(live_factory):
+def test_unserializable_prediction_is_a_prediction_failure(live_factory):
     class Weird:
         def predict(self, instances, **kwargs):
             return [object() for _ in instances]
@@ -193,8 +193,8 @@ def test_500_unserializable_prediction(live_factory):
 
     srv = live_factory(predictor=Weird())
     r = httpx.post(srv.url + PREDICT_PATHS[0], json={"instances": [1]})
-    assert r.status_code == 500
-    assert "problem processing the outputs" in r.json()["error"]
+    assert r.status_code == 400
+    assert r.json()["error"].startswith("Prediction failed: the output of instance 0")
 
 
 def test_healthz_readyz(live):
