@@ -12,8 +12,8 @@ from predictor_runtime import codecs
 from predictor_runtime.errors import (
     InvalidInstanceError,
     InvalidOutputError,
-    PredictionFailedError,
     InvalidRequestError,
+    PredictionFailedError,
 )
 
 
@@ -184,7 +184,8 @@ class TestSerialize:
 
     def test_unserializable(self) -> None:
         with pytest.raises(
-            PredictionFailedError, match="instance 1 cannot be written as JSON.*serializable: object"
+            PredictionFailedError,
+            match="instance 1 cannot be written as JSON.*serializable: object",
         ) as info:
             codecs.predictions_body([1, object()])
         assert info.value.status == 400
