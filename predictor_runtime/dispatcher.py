@@ -35,6 +35,7 @@ class Dispatcher:
         ``batching = False``); results are concatenated in order.
     :param decode_b64: ``auto`` (the framework's rule: decoded for tensorflow and custom
         predictors, left as-is for sklearn and xgboost), ``always`` or ``never``.
+    :param default_kwargs: request keys used when a request does not give them.
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class Dispatcher:
         *,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         decode_b64: DecodeRule = "auto",
+        default_kwargs: dict[str, Any] | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
@@ -52,11 +54,14 @@ class Dispatcher:
         self.max_batch_size = max_batch_size
         self.decode = model.decode_b64 if decode_b64 == "auto" else decode_b64 == "always"
         self._predict = model.predictor.predict
+        self.default_kwargs = dict(default_kwargs or {})
 
     def parse(self, body: bytes | str) -> tuple[list[Any], dict[str, Any]]:
         """Body -> ``(instances, kwargs)``, with b64 objects decoded if the rule says so."""
         payload = codecs.parse_json(body, nan_as_null=self.model.nan_as_null)
         instances, kwargs = codecs.split_request(payload)
+        if self.default_kwargs:
+            kwargs = {**self.default_kwargs, **kwargs}
         if self.decode:
             instances = codecs.decode_b64(instances, body)
         return instances, kwargs

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import sys
 import traceback
+from typing import Any
 
 from .. import codecs
 from ..errors import PayloadTooLargeError, PredictorRuntimeError
@@ -36,6 +37,7 @@ from .metrics import Metrics
 from .registry import Registry
 from .router import ErrorStyle, Router
 from .routes import register_all
+from .security import Guard
 from .state import ManagedState
 
 logger = logging.getLogger("predictor_runtime.server")
@@ -84,9 +86,13 @@ class App:
         opts.max_request_bytes = max_request_bytes
         if opts.state_dir is None:
             opts.state_dir = self.state.state_dir
+        registry.allow_paths = opts.allow_paths
         self.context = ServerContext(registry, self.state, metrics, opts)
         self.router = Router()
         register_all(self.router, self.context)
+        self.guard = Guard(
+            api_key=opts.api_key, cors_origins=opts.cors_origins, bind_host=opts.host
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -99,6 +105,12 @@ class App:
         match = self.router.match(path)
         method = scope["method"]
         hit = match.for_method(method)
+        refused, cors = self.guard.check(scope, hit is not None and hit[0].public)
+        if refused is not None:
+            await send_response(send, refused)
+            return
+        if cors:
+            send = _with_headers(send, cors)
         if hit is None:
             style = match.routes[0][0].errors if match.routes else self.router.style_for(path)
             if match.routes:
@@ -145,6 +157,17 @@ class App:
                 await self.registry.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _with_headers(send: Send, extra: tuple[tuple[bytes, bytes], ...]) -> Send:
+    """``send`` adding ``extra`` headers to the response start (CORS answers)."""
+
+    async def wrapped(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *extra]}
+        await send(message)
+
+    return wrapped
 
 
 __all__ = ["DEFAULT_MAX_REQUEST_BYTES", "App", "error_response"]

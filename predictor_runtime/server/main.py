@@ -23,6 +23,7 @@ from ..dispatcher import DEFAULT_MAX_BATCH_SIZE, DecodeRule
 from ..errors import PredictorRuntimeError
 from .context import ServerOptionsView
 from .runner import ServerOptions, bind_socket, enable_multiprocess_metrics, serve_forever
+from .security import bind_warning
 
 DEFAULT_STATE_DIR = ".predictor_runtime"
 EXAMPLE_MODEL = "iris"
@@ -49,6 +50,8 @@ class ServeConfig:
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_batch_delay_ms: float = 0.0
     server: ServerOptions = field(default_factory=ServerOptions)
+    #: ``--signature-name``: the TensorFlow signature of requests that name none.
+    signature_name: str | None = None
     #: a bundled example to serve (``iris``, ``generative``); iris when no model is given.
     example: str | None = None
     #: settings the protocol modules read (security, tasks, state, scale-out).
@@ -159,6 +162,8 @@ def _serve_on(config: ServeConfig, sock: object, state_dir: str, out: TextIO) ->
         prediction_class=prediction_class,
         package_uris=packages,
     )
+    if config.signature_name:
+        version.default_kwargs = {"signature_name": config.signature_name}
     registry.load_version(version, state_dir=state_dir)
     framework = version.dispatcher.model.framework if version.dispatcher else "?"
     predict_url = f"{base}/v1/models/{model_name}:predict"
@@ -187,6 +192,11 @@ def _serve_on(config: ServeConfig, sock: object, state_dir: str, out: TextIO) ->
 
     options = config.options
     options.state_dir = state_dir
+    options.host = opts.host
+    warning = bind_warning(opts.host, options.api_key)
+    if warning:
+        sys.stderr.write(warning)
+        sys.stderr.flush()
 
     def build_app() -> App:
         return App(

@@ -1,0 +1,77 @@
+"""Confinement of caller-named paths (``--allow-paths``): one check for every protocol.
+
+The management API loads models (pickles run code when loaded) and installs packages
+from paths the caller names; tasks and jobs read and write files at caller-named paths.
+With ``--allow-paths DIR[,DIR...]`` every such path must lie inside one of those folders
+once symlinks are resolved, so a symlink inside an allowed folder that points outside it
+is refused too. Call :func:`check_allowed` on each path a request names, before touching
+it::
+
+    from predictor_runtime.server.paths import check_allowed
+
+    path = check_allowed(body["url"], ctx.options.allow_paths, field="task.url")
+
+A refusal is 400 ``INVALID_ARGUMENT`` naming the rule and the field; it never says what
+the refused path holds (nor which folders are allowed). An empty ``allow`` confines
+nothing (the default of a local tool bound to 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .http import HttpError
+
+FILE_SCHEME = "file://"
+
+
+def local_path(uri: str) -> str:
+    """A local path from a path or ``file://`` URI (``file:///a/b`` and ``file://localhost/a/b``)."""
+    if uri.startswith(FILE_SCHEME):
+        rest = uri[len(FILE_SCHEME) :]
+        if rest.startswith("localhost/"):
+            rest = rest[len("localhost") :]
+        return rest
+    return uri
+
+
+def resolve_allowed(allow: tuple[str, ...]) -> tuple[Path, ...]:
+    """The allowed folders with symlinks resolved (what :func:`check_allowed` compares to)."""
+    return tuple(Path(os.path.expanduser(a)).resolve() for a in allow)
+
+
+def check_allowed(
+    path: str,
+    allow: tuple[str, ...],
+    rule_name: str = "--allow-paths",
+    *,
+    field: str = "path",
+) -> Path:
+    """``path`` (a local path or ``file://`` URI) resolved, if ``allow`` permits it.
+
+    :param path: what the caller named; relative paths are taken from the server's
+        working directory.
+    :param allow: the allowed folders (``ServerOptionsView.allow_paths``); empty: any path.
+    :param rule_name: the rule named in a refusal (the flag that set ``allow``).
+    :param field: the request field that held ``path`` (``version.deploymentUri``).
+    :returns: the absolute path with symlinks resolved (use it, not ``path``, so that a
+        symlink swapped after the check cannot redirect the access).
+    :raises HttpError: 400 ``INVALID_ARGUMENT`` when ``path`` lies outside every folder.
+    """
+    resolved = Path(local_path(path)).resolve()
+    if not allow:
+        return resolved
+    for root in resolve_allowed(allow):
+        if resolved == root or resolved.is_relative_to(root):
+            return resolved
+    raise HttpError(
+        400,
+        f"Field: {field} Error: {path!r} is outside the folders this server allows "
+        f"({rule_name}); symlinks are followed before the check. Move the files into an "
+        f"allowed folder or ask the server's operator to extend {rule_name}.",
+        google_status="INVALID_ARGUMENT",
+    )
+
+
+__all__ = ["check_allowed", "local_path", "resolve_allowed"]
