@@ -127,7 +127,7 @@ def test_413_by_content_length_before_reading_body(live_factory):
     port = int(srv.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(
-            b"POST /v1/models/echo:predict HTTP/1.1\r\nHost: x\r\n"
+            b"POST /v1/models/echo:predict HTTP/1.1\r\nHost: localhost\r\n"
             b"Content-Type: application/json\r\nContent-Length: 5000000\r\n\r\n"
         )
         data = s.recv(4096)
@@ -281,7 +281,7 @@ def test_disconnecting_client_does_not_wedge(live_factory):
     for _ in range(3):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(
-                b"POST /v1/models/echo:predict HTTP/1.1\r\nHost: x\r\n"
+                b"POST /v1/models/echo:predict HTTP/1.1\r\nHost: localhost\r\n"
                 + b"Content-Length: %d\r\n\r\n" % len(body)
                 + body
             )

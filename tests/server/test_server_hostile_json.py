@@ -1,0 +1,263 @@
+"""Each cause of the 500s found by fuzzing is now a clear 4xx, and the server stays up.
+
+Plus property-based fuzzing (hypothesis, bounded to a few seconds per route family) of the
+predict and management routes of a real server: never a 5xx, always a JSON error body.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from predictor_runtime.codecs import MAX_JSON_DEPTH, exceeds_depth, nesting_depth
+
+PREDICT = "/v1/models/echo:predict"
+
+
+def post_raw(live: Any, body: bytes, path: str = PREDICT) -> httpx.Response:
+    return httpx.post(live.url + path, content=body, headers={"content-type": "application/json"})
+
+
+def assert_healthy(live: Any) -> None:
+    assert httpx.get(live.url + "/healthz").status_code == 200
+    ok = httpx.post(live.url + PREDICT, json={"instances": ["still-up"]})
+    assert ok.status_code == 200 and ok.json()["predictions"][0]["id"] == "still-up"
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 1100, 100_000])
+def test_deep_nesting_is_400_before_parsing(live: Any, depth: int) -> None:
+    body = b'{"instances":' + b"[" * depth + b"]" * depth + b"}"
+    r = post_raw(live, body)
+    assert r.status_code == 400
+    assert f"deeper than {MAX_JSON_DEPTH} levels" in r.json()["error"]
+    r = post_raw(
+        live,
+        b'{"name": "m", "labels": ' + b"[" * depth + b"]" * depth + b"}",
+        "/v1/projects/p/models",
+    )
+    assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert_healthy(live)
+
+
+def test_nesting_at_the_limit_is_served(live: Any) -> None:
+    inner = MAX_JSON_DEPTH - 4  # {"instances": [ ... ]} and the echo's own wrapping
+    body = b'{"instances":[' + b"[" * inner + b"1" + b"]" * inner + b"]}"
+    assert post_raw(live, body).status_code == 200
+
+
+def test_depth_scan_ignores_brackets_in_strings() -> None:
+    assert nesting_depth(b'{"a": "[[[[[[", "b": [["\\"]]]"]]}') == 3
+    assert nesting_depth(b'["\\\\", [1]]') == 2
+    text = json.dumps({"s": "[" * 500, "instances": [[1]]}).encode()
+    assert not exceeds_depth(text)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"\\ud800":1}',
+        b'{"\xed\xa0\x80":1}',
+        b'{"instances":["\\udc00", NaN]}',
+        b'{"instances":["\xff"]}',
+        b'{"\\ud800": NaN}',
+    ],
+)
+def test_lone_surrogates_and_invalid_utf8_are_400(live: Any, body: bytes) -> None:
+    r = post_raw(live, body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith("Invalid JSON in request body")
+    assert_healthy(live)
+
+
+def test_big_integer_next_to_nan_is_written_exactly(live: Any) -> None:
+    r = post_raw(live, b'{"instances":[1180591620717411303424,NaN]}')
+    assert r.status_code == 200, r.text
+    assert b'"id":1180591620717411303424' in r.content
+    assert [p["id"] for p in r.json()["predictions"]] == [1180591620717411303424, None]
+
+
+class Unencodable:
+    """Returns what JSON cannot hold for the instance named after it."""
+
+    def predict(self, instances: list[Any], **kwargs: Any) -> list[Any]:
+        out: list[Any] = []
+        for inst in instances:
+            if inst == "surrogate":
+                out.append("bad \udcff text")
+            elif inst == "deep":
+                value: Any = 1
+                for _ in range(300):
+                    value = [value]
+                out.append(value)
+            elif inst == "object":
+                out.append(object())
+            else:
+                out.append(inst)
+        return out
+
+
+@pytest.mark.parametrize(
+    ("what", "reason"),
+    [("surrogate", "not valid Unicode"), ("deep", "nest too deeply"), ("object", "object")],
+)
+def test_unencodable_output_is_a_prediction_failure(
+    live_factory: Any, what: str, reason: str
+) -> None:
+    srv = live_factory(predictor=Unencodable())
+    r = httpx.post(srv.url + PREDICT, json={"instances": [1, what]})
+    assert r.status_code == 400, r.text
+    message = r.json()["error"]
+    assert message.startswith("Prediction failed: the output of instance 1 cannot be written")
+    assert reason in message
+
+
+def test_error_messages_with_surrogates_stay_json(live: Any) -> None:
+    r = post_raw(live, b'{"\\ud83d\\ude00": 1, "x\\ud83d\\ude00": NaN}')
+    assert r.status_code == 400
+    assert "instances" in r.json()["error"]
+
+
+# -- property-based fuzzing ------------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def encode(value: Any) -> bytes:
+    return json.dumps(value, allow_nan=True).encode("utf-8", "surrogatepass")
+
+
+PREDICT_BODIES = st.one_of(
+    st.binary(max_size=64),
+    JSON_VALUES.map(encode),
+    st.builds(
+        lambda inst, kw: encode({"instances": inst, **kw}),
+        st.lists(JSON_VALUES, max_size=4),
+        st.dictionaries(st.text(max_size=5), JSON_VALUES, max_size=2),
+    ),
+    st.integers(min_value=1, max_value=3000).map(
+        lambda n: b'{"instances":' + b"[" * n + b"]" * n + b"}"
+    ),
+    st.sampled_from(
+        [
+            b'{"instances":[1e999]}',
+            b'{"instances":[-Infinity]}',
+            b'{"instances":["\\ud800"]}',
+            b"\xef\xbb\xbf{}",
+            b'{"instances":[{"b64":"!!"}]}',
+        ]
+    ),
+)
+
+MGMT_BODIES = st.one_of(
+    st.binary(max_size=64),
+    JSON_VALUES.map(encode),
+    st.builds(
+        lambda name, uri, extra: encode({"name": name, "deploymentUri": uri, **extra}),
+        st.one_of(st.text(max_size=10), JSON_VALUES),
+        st.one_of(
+            st.text(max_size=12),
+            st.sampled_from(["/", "file:///", "gs://x", "/nonexistent", "file://localhost/tmp"]),
+            JSON_VALUES,
+        ),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "labels",
+                    "framework",
+                    "packageUris",
+                    "predictionClass",
+                    "description",
+                    "etag",
+                    "autoScaling",
+                    "manualScaling",
+                    "requestLoggingConfig",
+                ]
+            ),
+            JSON_VALUES,
+            max_size=3,
+        ),
+    ),
+)
+MGMT_ROUTES = [
+    ("POST", "/v1/projects/p/models"),
+    ("PATCH", "/v1/projects/p/models/echo?updateMask=description,labels"),
+    ("POST", "/v1/projects/p/models/echo/versions"),
+    (
+        "PATCH",
+        "/v1/projects/p/models/echo/versions/v1?updateMask=labels,description,requestLoggingConfig",
+    ),
+    ("POST", "/v1/projects/p/models/echo/versions/v1:setDefault"),
+    ("DELETE", "/v1/projects/p/models/fuzz"),
+]
+FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
+)
+
+
+def check_answer(r: httpx.Response) -> None:
+    assert r.status_code < 500, (r.status_code, r.text[:300])
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    if r.status_code >= 400:
+        assert "error" in body
+
+
+def test_fuzz_predict_never_5xx(live: Any) -> None:
+    with httpx.Client(base_url=live.url) as client:
+
+        @FUZZ
+        @given(body=PREDICT_BODIES)
+        def run(body: bytes) -> None:
+            check_answer(
+                client.post(PREDICT, content=body, headers={"content-type": "application/json"})
+            )
+
+        run()
+    assert_healthy(live)
+
+
+def test_fuzz_management_never_5xx(live_factory: Any, tmp_path: Any) -> None:
+    srv = live_factory(state_dir=tmp_path / "state")
+    with httpx.Client(base_url=srv.url) as client:
+
+        @FUZZ
+        @given(route=st.sampled_from(MGMT_ROUTES), body=MGMT_BODIES)
+        def run(route: tuple[str, str], body: bytes) -> None:
+            method, path = route
+            check_answer(
+                client.request(
+                    method, path, content=body, headers={"content-type": "application/json"}
+                )
+            )
+
+        run()
+    assert_healthy(srv)
+
+
+def test_raw_garbage_on_the_socket_leaves_the_server_up(live: Any) -> None:
+    host, port = live.url.removeprefix("http://").split(":")
+    for garbage in (
+        b"\x00\xff" * 100 + b"\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: \xff\r\n\r\n",
+        b"POST " + b"/" * 70000 + b" HTTP/1.1\r\n\r\n",
+    ):
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(garbage)
+            s.recv(1024)
+    assert_healthy(live)
