@@ -40,7 +40,10 @@ CORS_HEADERS = b"authorization, content-type"
 #: Seconds a browser may cache a preflight answer.
 CORS_MAX_AGE = b"600"
 _HOST_CACHE_SIZE = 256
-_CHALLENGE = ((b"www-authenticate", b'Bearer realm="predictor-runtime"'),)
+# Basic too, so that clients such as httplib2 send the credentials they were given
+_CHALLENGE = (
+    (b"www-authenticate", b'Bearer realm="predictor-runtime", Basic realm="predictor-runtime"'),
+)
 
 
 def is_loopback(host: str) -> bool:
