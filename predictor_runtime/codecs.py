@@ -42,8 +42,11 @@ _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 #: document while staying far below Python's recursion limit (1,000 frames, which the
 #: standard library parser and recursive walks hit) and orjson's output limit (254).
 MAX_JSON_DEPTH = 100
-#: Bodies up to this size are counted byte-wise first (cheaper than numpy's set-up).
+#: Bodies up to this size are counted byte-wise first.
 _SMALL_BODY = 4096
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
+#: Byte-replacement passes (each peels one or two levels) before the exact numpy count.
+_QUICK_PASSES = 8
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _INT64 = (-(2**63), 2**64 - 1)
 
@@ -51,15 +54,34 @@ _INT64 = (-(2**63), 2**64 - 1)
 def exceeds_depth(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether the arrays and objects of JSON text ``body`` nest deeper than ``limit``.
 
-    Computed without parsing (so nothing recurses), with vectorised numpy passes: the
-    positions of brackets outside strings, then for each opening bracket the number of
-    brackets still open. About 4% of orjson's parse time for a 1,000-row body; a small
-    body with at most ``limit`` opening brackets costs one byte count. Malformed text
-    gives some answer; the parser then reports what is wrong with it.
+    Computed without parsing (nothing recurses) in C-speed byte operations: escapes and
+    strings cut out, everything but brackets deleted, then innermost ``[]``/``{}`` pairs
+    removed once per level (a few passes for real bodies; :func:`nesting_depth` finishes
+    deeper ones). About 14% of orjson's parse time for a 100-row body, 3% for 1,000 rows;
+    a small body with at most ``limit`` opening brackets costs one byte count. For text
+    that is not JSON the answer is some guess; the parser then says what is wrong.
     """
     if len(body) <= _SMALL_BODY and body.count(b"[") + body.count(b"{") <= limit:
         return False
-    return nesting_depth(body) > limit
+    if b"\\" in body:
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    s = body.translate(None, _NOT_STRUCTURE)
+    if b'"' in s:
+        # dropping two adjacent quotes keeps every bracket's in-string parity, and leaves
+        # only the (rare) strings that hold brackets to be cut out
+        s = s.replace(b'""', b"")
+        if b'"' in s:
+            s = b"".join(s.split(b'"')[::2])
+    brackets = s
+    run, other = b"[" * (limit + 1), b"{" * (limit + 1)
+    for _ in range(min(_QUICK_PASSES, limit // 2)):  # each pass peels one or two levels
+        if run in s or other in s:  # that many openers in a row are nested
+            return True
+        t = s.replace(b"[]", b"").replace(b"{}", b"")
+        if not t or len(t) == len(s):
+            return False
+        s = t
+    return nesting_depth(brackets) > limit
 
 
 def nesting_depth(body: bytes) -> int:

@@ -145,7 +145,7 @@ class Guard:
         loopback = self.loopback_bind
         if loopback is None:
             server = scope.get("server")
-            loopback = bool(server) and is_loopback(str(server[0]))
+            loopback = server is not None and is_loopback(str(server[0]))
         if not loopback:
             return True
         ok = self._hosts.get(host)

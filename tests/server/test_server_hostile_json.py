@@ -123,6 +123,20 @@ def test_error_messages_with_surrogates_stay_json(live: Any) -> None:
     assert "instances" in r.json()["error"]
 
 
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    value=st.recursive(
+        st.integers() | st.text(alphabet='[]{}"\\ab', max_size=6),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=2),
+        max_leaves=40,
+    ),
+    limit=st.integers(min_value=0, max_value=30),
+)
+def test_depth_check_agrees_with_an_exact_count(value: Any, limit: int) -> None:
+    body = json.dumps(value).encode()
+    assert exceeds_depth(body, limit) == (nesting_depth(body) > limit)
+
+
 # -- property-based fuzzing ------------------------------------------------------------
 
 JSON_VALUES = st.recursive(
