@@ -7,6 +7,10 @@ path to a protocol module's handler (:mod:`.routes`); the handler gets a
 style (never a traceback or an HTML page): a
 :class:`~predictor_runtime.errors.PredictorRuntimeError` keeps its status, anything else
 is a runtime bug answered 500 with the traceback only in the log.
+
+Before any handler runs, :class:`~.security.Guard` checks the ``Host`` (DNS rebinding),
+the ``Origin`` (cross-site requests, CORS preflights) and the api key (routes added with
+``public=True`` skip the key); its refusals use Google's envelope.
 """
 
 from __future__ import annotations

@@ -74,4 +74,38 @@ def check_allowed(
     )
 
 
-__all__ = ["check_allowed", "local_path", "resolve_allowed"]
+def check_source(
+    url: str,
+    allow: tuple[str, ...],
+    fetch_urls: bool,
+    *,
+    field: str = "url",
+) -> str | Path:
+    """An input a caller named: an ``http(s)://`` URL (returned as is, unless
+    ``--no-fetch-urls``) or a local path or ``file://`` URI (checked by
+    :func:`check_allowed` and returned resolved).
+
+    :param fetch_urls: ``ServerOptionsView.fetch_urls`` (False under ``--no-fetch-urls``).
+    :raises HttpError: 400 ``INVALID_ARGUMENT`` naming the rule that refused it.
+    """
+    lowered = url[:8].lower()
+    if lowered.startswith(("http://", "https://")):
+        if not fetch_urls:
+            raise HttpError(
+                400,
+                f"Field: {field} Error: this server does not fetch http(s) urls "
+                "(--no-fetch-urls); name a local file instead",
+                google_status="INVALID_ARGUMENT",
+            )
+        return url
+    if "://" in url and not url.startswith(FILE_SCHEME):
+        raise HttpError(
+            400,
+            f"Field: {field} Error: expected a local path, a file:// URI or an http(s) url, "
+            f"got {url!r}",
+            google_status="INVALID_ARGUMENT",
+        )
+    return check_allowed(url, allow, field=field)
+
+
+__all__ = ["check_allowed", "check_source", "local_path", "resolve_allowed"]

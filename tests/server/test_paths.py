@@ -37,6 +37,19 @@ def test_check_allowed_resolves_symlinks_first(tmp_path: Path) -> None:
         check_allowed(str(outside), (str(allowed),), "--jobs-root")
 
 
+def test_check_source_urls_and_paths(tmp_path: Path) -> None:
+    from predictor_runtime.server.paths import check_source
+
+    assert check_source("https://x.example/a", (), True) == "https://x.example/a"
+    with pytest.raises(HttpError, match="--no-fetch-urls"):
+        check_source("HTTP://x.example/a", (), False, field="task.url")
+    with pytest.raises(HttpError, match="expected a local path"):
+        check_source("gs://bucket/a", (), True)
+    assert check_source(str(tmp_path), (str(tmp_path),), False) == tmp_path.resolve()
+    with pytest.raises(HttpError, match="--allow-paths"):
+        check_source("/etc/passwd", (str(tmp_path),), True)
+
+
 def test_local_path() -> None:
     assert local_path("file:///a/b") == "/a/b"
     assert local_path("file://localhost/a/b") == "/a/b"
