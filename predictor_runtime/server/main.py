@@ -72,6 +72,16 @@ class ServeConfig:
                 s.max_request_bytes >= 1,
                 f"--max-request-bytes must be >= 1, got {s.max_request_bytes}",
             ),
+            (
+                s.timeout_keep_alive > 0,
+                f"--timeout-keep-alive must be > 0, got {s.timeout_keep_alive}",
+            ),
+            (s.timeout_headers > 0, f"--timeout-headers must be > 0, got {s.timeout_headers}"),
+            (s.timeout_body > 0, f"--timeout-body must be > 0, got {s.timeout_body}"),
+            (
+                s.limit_concurrency is None or s.limit_concurrency >= 1,
+                f"--limit-concurrency must be at least 1, got {s.limit_concurrency}",
+            ),
             (bool(_NAME.match(self.model_name)), f"invalid --model-name {self.model_name!r}"),
             (bool(_NAME.match(self.version_name)), f"invalid --version-name {self.version_name!r}"),
         ]

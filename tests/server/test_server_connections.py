@@ -226,3 +226,20 @@ def test_drain_refuses_new_connections_cleanly(
     assert srv.proc.wait(30) == 0
     err = srv.proc.stderr.read() if srv.proc.stderr else ""
     assert "SIGTERM: shutting down" in err and "shutdown complete" in err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--timeout-headers", "0"), ("--timeout-body", "-1"), ("--limit-concurrency", "0")],
+)
+def test_bad_connection_flags_are_one_line_errors(flag: str, value: str) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "predictor_runtime", "serve", "--port", "0", flag, value],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1 and out.stderr.startswith(f"error: {flag} must be")
