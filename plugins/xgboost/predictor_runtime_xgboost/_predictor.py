@@ -47,12 +47,8 @@ def find_model_file(model_dir: str) -> Path:
     """
     present = [Path(model_dir, name) for name in MODEL_FILES if Path(model_dir, name).is_file()]
     foreign = [p for p in present if p.name in PICKLE_FILES and _foreign_pickle(p)]
-    present = [p for p in present if p not in foreign]
-    if not present and foreign:
-        module, name = top_level_class(foreign[0]) or ("?", "?")
-        raise _load_error(
-            model_dir, f"{foreign[0].name} holds a {module}.{name}, not an XGBoost model"
-        )
+    if len(foreign) < len(present):  # a real candidate: the foreign pickle is not one
+        present = [p for p in present if p not in foreign]
     if len(present) > 1:
         names = ", ".join(p.name for p in present)
         raise _load_error(model_dir, f"found more than one model file ({names}); keep exactly one")

@@ -317,7 +317,7 @@ def test_sklearn_joblib_beside_model_json_is_not_a_candidate(
     model = load_model(tmp_path, framework="xgboost")
     assert np.allclose(as_f32(Dispatcher(model).predict(X[:3].tolist())), native(booster, X[:3]))
     (tmp_path / "model.json").unlink()
-    with pytest.raises(ModelLoadError, match=r"model\.joblib holds a sklearn\..*not an XGBoost"):
+    with pytest.raises(ModelLoadError, match=r"holds a sklearn\..*not an XGBoost model"):
         load_model(tmp_path, framework="xgboost")
 
 
