@@ -11,19 +11,27 @@ it::
 
     path = check_allowed(body["url"], ctx.options.allow_paths, field="task.url")
 
-A refusal is 400 ``INVALID_ARGUMENT`` naming the rule and the field; it never says what
-the refused path holds (nor which folders are allowed). An empty ``allow`` confines
-nothing (the default of a local tool bound to 127.0.0.1).
+A refusal is :class:`PathNotAllowedError`, a 400 ``INVALID_ARGUMENT`` naming the rule and
+the field; it never names the refused path, what it holds, nor which folders are allowed.
+An empty ``allow`` confines nothing (the default of a local tool bound to 127.0.0.1).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from .http import HttpError
 
 FILE_SCHEME = "file://"
+
+
+class PathNotAllowedError(HttpError):
+    """A caller-named path lies outside every ``--allow-paths`` folder (400)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(400, message, google_status="INVALID_ARGUMENT")
 
 
 def local_path(uri: str) -> str:
@@ -36,17 +44,18 @@ def local_path(uri: str) -> str:
     return uri
 
 
-def resolve_allowed(allow: tuple[str, ...]) -> tuple[Path, ...]:
+def resolve_allowed(allow: Sequence[str]) -> tuple[Path, ...]:
     """The allowed folders with symlinks resolved (what :func:`check_allowed` compares to)."""
     return tuple(Path(os.path.expanduser(a)).resolve() for a in allow)
 
 
 def check_allowed(
-    path: str,
-    allow: tuple[str, ...],
+    path: str | os.PathLike[str],
+    allow: Sequence[str],
     rule_name: str = "--allow-paths",
     *,
     field: str = "path",
+    what: str | None = None,
 ) -> Path:
     """``path`` (a local path or ``file://`` URI) resolved, if ``allow`` permits it.
 
@@ -54,29 +63,29 @@ def check_allowed(
         working directory.
     :param allow: the allowed folders (``ServerOptionsView.allow_paths``); empty: any path.
     :param rule_name: the rule named in a refusal (the flag that set ``allow``).
-    :param field: the request field that held ``path`` (``version.deploymentUri``).
+    :param field: the request field that held ``path`` (``version.deploymentUri``);
+        ``what`` is the same (the name the task routes use).
     :returns: the absolute path with symlinks resolved (use it, not ``path``, so that a
         symlink swapped after the check cannot redirect the access).
-    :raises HttpError: 400 ``INVALID_ARGUMENT`` when ``path`` lies outside every folder.
+    :raises PathNotAllowedError: 400 ``INVALID_ARGUMENT`` when ``path`` lies outside
+        every folder.
     """
-    resolved = Path(local_path(path)).resolve()
+    resolved = Path(os.path.expanduser(local_path(os.fspath(path)))).resolve()
     if not allow:
         return resolved
     for root in resolve_allowed(allow):
         if resolved == root or resolved.is_relative_to(root):
             return resolved
-    raise HttpError(
-        400,
-        f"Field: {field} Error: {path!r} is outside the folders this server allows "
+    raise PathNotAllowedError(
+        f"Field: {what or field} Error: the path is outside the folders this server allows "
         f"({rule_name}); symlinks are followed before the check. Move the files into an "
-        f"allowed folder or ask the server's operator to extend {rule_name}.",
-        google_status="INVALID_ARGUMENT",
+        f"allowed folder or ask the server's operator to extend {rule_name}."
     )
 
 
 def check_source(
     url: str,
-    allow: tuple[str, ...],
+    allow: Sequence[str],
     fetch_urls: bool,
     *,
     field: str = "url",
@@ -108,4 +117,10 @@ def check_source(
     return check_allowed(url, allow, field=field)
 
 
-__all__ = ["check_allowed", "check_source", "local_path", "resolve_allowed"]
+__all__ = [
+    "PathNotAllowedError",
+    "check_allowed",
+    "check_source",
+    "local_path",
+    "resolve_allowed",
+]

@@ -31,8 +31,7 @@ def test_check_allowed_resolves_symlinks_first(tmp_path: Path) -> None:
         err = info.value
         assert err.status == 400 and err.google_status == "INVALID_ARGUMENT"
         assert "--allow-paths" in err.message and "task.url" in err.message
-        # the path named is quoted as given; the allowed folders are not disclosed
-        assert err.message.replace(repr(str(refused)), "").count(str(tmp_path)) == 0
+        assert str(tmp_path) not in err.message  # neither the path nor the allowed folders
     with pytest.raises(HttpError, match="--jobs-root"):
         check_allowed(str(outside), (str(allowed),), "--jobs-root")
 
