@@ -137,6 +137,19 @@ def test_depth_check_agrees_with_an_exact_count(value: Any, limit: int) -> None:
     assert exceeds_depth(body, limit) == (nesting_depth(body) > limit)
 
 
+def test_numeric_fast_path_hands_hostile_bodies_to_the_general_path() -> None:
+    from predictor_runtime import fastparse
+
+    if not fastparse.available():
+        pytest.skip("pysimdjson is not installed")
+    rows = b",".join([b"[1,2]"] * 2000)
+    for body in (
+        b'{"instances":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"instances":[' + rows + b",[3,1180591620717411303424]]}",
+    ):
+        assert fastparse.numeric_instances(body) is None
+
+
 # -- property-based fuzzing ------------------------------------------------------------
 
 JSON_VALUES = st.recursive(
@@ -262,6 +275,43 @@ def test_fuzz_management_never_5xx(live_factory: Any, tmp_path: Any) -> None:
 
         run()
     assert_healthy(srv)
+
+
+class NumericIdentity:
+    """Takes the numeric fast path (``numeric_instances``); returns rows as lists."""
+
+    numeric_instances = True
+
+    def predict(self, instances: Any, **kwargs: Any) -> list[Any]:
+        return [list(row) if hasattr(row, "__iter__") else row for row in instances]
+
+
+HOSTILE_TOKENS = [
+    b"1180591620717411303424", b"1e999", b"NaN", b"-Infinity", b'"\\ud800"', b'"\xff"',
+    b"[" * 2000 + b"1" + b"]" * 2000, b"null", b"true", b'{"b64": "AA=="}', b"[]", b"-0",
+]  # fmt: skip
+
+
+def test_fuzz_numeric_fast_path_never_5xx(live_factory: Any) -> None:
+    srv = live_factory(predictor=NumericIdentity())
+    with httpx.Client(base_url=srv.url) as client:
+
+        @FUZZ
+        @given(
+            rows=st.integers(min_value=1, max_value=900),
+            at=st.integers(min_value=0, max_value=10_000),
+            token=st.sampled_from(HOSTILE_TOKENS),
+        )
+        def run(rows: int, at: int, token: bytes) -> None:
+            values = [b"[%d.5,2]" % i for i in range(rows)]
+            i = at % rows
+            values[i] = b"[" + token + b",2]"
+            body = b'{"instances":[' + b",".join(values) + b"]}"
+            check_answer(client.post(PREDICT, content=body))
+
+        run()
+    ok = httpx.post(srv.url + PREDICT, json={"instances": [[1.0, 2.0]] * 600})
+    assert ok.status_code == 200 and ok.json()["predictions"][0] == [1.0, 2.0]
 
 
 def test_raw_garbage_on_the_socket_leaves_the_server_up(live: Any) -> None:
