@@ -123,11 +123,18 @@ def test_error_messages_with_surrogates_stay_json(live: Any) -> None:
     assert "instances" in r.json()["error"]
 
 
+def _containers(children: Any, size: int) -> Any:
+    """Lists and objects of ``children`` (a named function: hypothesis reads its source)."""
+    return st.lists(children, max_size=size) | st.dictionaries(
+        st.text(max_size=size), children, max_size=size
+    )
+
+
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(
     value=st.recursive(
         st.integers() | st.text(alphabet='[]{}"\\ab', max_size=6),
-        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=2),
+        lambda children: _containers(children, 3),
         max_leaves=40,
     ),
     limit=st.integers(min_value=0, max_value=30),
@@ -158,9 +165,7 @@ JSON_VALUES = st.recursive(
     | st.integers(min_value=-(2**80), max_value=2**80)
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=8),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
-    ),
+    lambda children: _containers(children, 4),
     max_leaves=20,
 )
 
