@@ -319,6 +319,18 @@ def test_fuzz_numeric_fast_path_never_5xx(live_factory: Any) -> None:
     assert ok.status_code == 200 and ok.json()["predictions"][0] == [1.0, 2.0]
 
 
+def test_v2_infer_refuses_deep_and_big_integer_bodies(live: Any) -> None:
+    path = "/v2/models/echo/infer"
+    deep = b'{"inputs":' + b"[" * 3000 + b"]" * 3000 + b"}"
+    r = post_raw(live, deep, path)
+    assert r.status_code == 400 and "deeper than" in r.json()["error"]
+    pad = b'"' + b"p" * 5000 + b'"'
+    big = b'{"id":' + pad + b',"inputs":[{"name":"x","shape":[1],"datatype":"INT64",'
+    r = post_raw(live, big + b'"data":[1180591620717411303424]}]}', path)
+    assert r.status_code < 500, r.text
+    assert_healthy(live)
+
+
 def test_raw_garbage_on_the_socket_leaves_the_server_up(live: Any) -> None:
     host, port = live.url.removeprefix("http://").split(":")
     for garbage in (
