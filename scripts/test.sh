@@ -18,6 +18,7 @@ if ! python -m pip install --progress-bar off "${pip_args[@]}" 2>&1 \
 fi
 ruff check .
 ruff format --check .
+mypy predictor_runtime
 set +e
 python -m pytest "$@"
 status=$?

@@ -24,6 +24,7 @@ from typing import Any
 from .. import codecs
 from ..errors import PayloadTooLargeError, PredictorRuntimeError
 from .context import ServerContext, ServerOptionsView
+from .defaults import DEFAULT_MAX_REQUEST_BYTES
 from .errors import google_error
 from .http import (
     ClientDisconnected,
@@ -46,7 +47,7 @@ from .state import ManagedState
 
 logger = logging.getLogger("predictor_runtime.server")
 
-DEFAULT_MAX_REQUEST_BYTES = int(1.5 * 1024 * 1024)
+__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "App", "error_response"]
 
 
 def error_response(style: ErrorStyle, exc: PredictorRuntimeError) -> Response:
@@ -108,7 +109,7 @@ class App:
         path = scope["path"]
         match = self.router.match(path)
         method = scope["method"]
-        hit = match.for_method(method)
+        hit = match.for_method(method, scope)
         refused, cors = self.guard.check(scope, hit is not None and hit[0].public)
         if refused is not None:
             await send_response(send, refused)
