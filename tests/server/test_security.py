@@ -182,5 +182,7 @@ def test_serve_warns_on_open_bind_without_key(cli_server: Any, echo_model: Any) 
     args = ["--model-dir", str(model_dir), "--prediction-class", "echo_predictor.EchoPredictor"]
     srv = cli_server([*args, "--package", str(pkg), "--host", "0.0.0.0"])
     assert srv.stop() == 0
-    err = srv.proc.stderr.read() if srv.proc.stderr else ""
+    for reader in srv.readers:  # the output is complete once the pipes are drained
+        reader.join(10)
+    err = srv.output()
     assert "WARNING: listening on 0.0.0.0 without --api-key" in err

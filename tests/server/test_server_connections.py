@@ -224,7 +224,9 @@ def test_drain_refuses_new_connections_cleanly(
     assert answer and answer[0][0].status_code == 200  # the request in flight finished
     assert refused_at < answer[0][1]  # refused while that request was still running
     assert srv.proc.wait(30) == 0
-    err = srv.proc.stderr.read() if srv.proc.stderr else ""
+    for reader in srv.readers:  # the output is complete once the pipes are drained
+        reader.join(10)
+    err = srv.output()
     assert "SIGTERM: shutting down" in err and "shutdown complete" in err
 
 
