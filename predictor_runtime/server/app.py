@@ -15,7 +15,6 @@ the ``Origin`` (cross-site requests, CORS preflights) and the api key (routes ad
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import traceback
@@ -34,7 +33,6 @@ from .http import (
     Response,
     Scope,
     Send,
-    StreamingResponse,
     send_response,
     send_streaming,
 )
@@ -143,11 +141,13 @@ class App:
             traceback.print_exc(file=sys.stderr)
             message = f"Internal error: {type(exc).__name__}: {exc}"
             response = error_response(route.errors, PredictorRuntimeError(message, status=500))
-        with contextlib.suppress(OSError):  # the client went away
-            if isinstance(response, StreamingResponse):
-                await send_streaming(send, request, response)
-            else:
+        try:
+            if type(response) is Response:
                 await send_response(send, response)
+            else:
+                await send_streaming(send, request, response)  # type: ignore[arg-type]
+        except OSError:  # the client went away
+            return
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
