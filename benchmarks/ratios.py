@@ -26,6 +26,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("json_file")
     parser.add_argument("--baseline", default=DEFAULT_BASELINE)
+    parser.add_argument(
+        "--stat", default="median", choices=("median", "min"), help="min resists a busy machine"
+    )
     args = parser.parse_args()
     with open(args.json_file) as fh:
         data = json.load(fh)
@@ -33,13 +36,13 @@ def main() -> None:
     for bench in data["benchmarks"]:
         groups[bench["group"] or ""].append(bench)
     pattern = re.compile(args.baseline)
-    print("| group | case | median | ratio to baseline |")
+    print(f"| group | case | {args.stat} | ratio to baseline |")
     print("|---|---|---:|---:|")
     for group, benches in groups.items():
         base = next((b for b in benches if pattern.search(b["name"])), None)
         for b in benches:
-            median = b["stats"]["median"]
-            ratio = f"{median / base['stats']['median']:.2f}x" if base else "-"
+            median = b["stats"][args.stat]
+            ratio = f"{median / base['stats'][args.stat]:.2f}x" if base else "-"
             marker = " (baseline)" if b is base else ""
             print(f"| {group} | `{b['name']}`{marker} | {_fmt(median)} | {ratio} |")
 

@@ -16,6 +16,11 @@ from .errors import InvalidRequestError, PredictorRuntimeError
 from .server import defaults as d
 from .statedir import DEFAULT_STATE_DIR, STATE_DIR_ENV
 
+# the connection defaults, without importing the server (uvicorn) for `predict`
+DEFAULT_TIMEOUT_KEEP_ALIVE = 75.0
+DEFAULT_TIMEOUT_HEADERS = 10.0
+DEFAULT_TIMEOUT_BODY = 60.0
+
 
 class CliError(PredictorRuntimeError):
     """A bad command line or input file (exit status 2 for usage, 1 otherwise)."""
@@ -70,8 +75,11 @@ def read_instances(name: str, *, as_text: bool) -> list[Any]:
 
 def read_request(name: str) -> bytes:
     """A whole request body (``{"instances": [...], ...}``) from a file or stdin."""
-    with _open_input(name) as fh:
-        return fh.read().lstrip("\ufeff").encode("utf-8")
+    try:
+        with _open_input(name) as fh:
+            return fh.read().lstrip("\ufeff").encode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{name}: not UTF-8 text (byte {exc.start})") from None
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -104,6 +112,15 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("predictor-runtime")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every sub-command."""
     parser = _Parser(
@@ -111,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run custom prediction routines and framework models locally.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument(
+        "--version", action="version", version=f"predictor-runtime {_package_version()}"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -150,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--version-name",
         default=d.DEFAULT_VERSION_NAME,
         help="version name to serve it as (default: %(default)s)",
+    )
+    p.add_argument(
+        "--signature-name", help="TensorFlow signature for requests that name none (predict's)"
     )
     p.add_argument(
         "--host", default=d.DEFAULT_HOST, help="address to listen on (default %(default)s)"
@@ -211,6 +234,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="browser origins allowed to call the API (default: none but the server's own)",
     )
     sec.add_argument("--no-fetch-urls", action="store_true", help="refuse http(s):// task urls")
+    sec.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="answer 503 beyond N open connections or requests in progress per worker "
+        "(default: what the open-files limit allows, at most 4096)",
+    )
+    sec.add_argument(
+        "--timeout-keep-alive",
+        type=float,
+        default=DEFAULT_TIMEOUT_KEEP_ALIVE,
+        metavar="SECONDS",
+        help="close idle keep-alive connections after this (default 75)",
+    )
+    sec.add_argument(
+        "--timeout-headers",
+        type=float,
+        default=DEFAULT_TIMEOUT_HEADERS,
+        metavar="SECONDS",
+        help="close connections whose request headers take longer (default 10)",
+    )
+    sec.add_argument(
+        "--timeout-body",
+        type=float,
+        default=DEFAULT_TIMEOUT_BODY,
+        metavar="SECONDS",
+        help="close connections whose request body takes longer (default 60)",
+    )
     tasks = p.add_argument_group("async tasks")
     tasks.add_argument(
         "--task-ttl",
@@ -291,7 +343,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         body = b""
     pipeline = _load(args)
     if body:
-        instances, kwargs = pipeline.dispatcher.parse(body)
+        try:
+            instances, kwargs = pipeline.dispatcher.parse(body)
+        except InvalidRequestError as exc:
+            raise CliError(f"{args.json_request}: {exc}") from None
     else:
         kwargs = {}
         if pipeline.dispatcher.decode:
@@ -394,7 +449,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_request_bytes=args.max_request_bytes,
             access_log=args.access_log,
             graceful_timeout=args.graceful_timeout,
+            timeout_keep_alive=args.timeout_keep_alive,
+            timeout_headers=args.timeout_headers,
+            timeout_body=args.timeout_body,
+            limit_concurrency=args.limit_concurrency,
         ),
+        signature_name=args.signature_name,
         example=args.example,
         options=ServerOptionsView(
             api_key=args.api_key or os.environ.get("PREDICTOR_RUNTIME_API_KEY") or None,

@@ -36,6 +36,7 @@ class Dispatcher:
         ``batching = False``); results are concatenated in order.
     :param decode_b64: ``auto`` (the framework's rule: decoded for tensorflow and custom
         predictors, left as-is for sklearn and xgboost), ``always`` or ``never``.
+    :param default_kwargs: request keys used when a request does not give them.
     """
 
     def __init__(
@@ -44,6 +45,7 @@ class Dispatcher:
         *,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         decode_b64: DecodeRule = "auto",
+        default_kwargs: dict[str, Any] | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
@@ -53,6 +55,7 @@ class Dispatcher:
         self.max_batch_size = max_batch_size
         self.decode = model.decode_b64 if decode_b64 == "auto" else decode_b64 == "always"
         self._predict = getattr(model.predictor, "predict", None) or self._no_predict
+        self.default_kwargs = dict(default_kwargs or {})
         tensors = getattr(model.predictor, "predict_tensors", None)
         self._predict_tensors = tensors if callable(tensors) else None
         self._numeric_dtype = model.numeric_dtype if fastparse.available() else None
@@ -74,9 +77,11 @@ class Dispatcher:
         if self._numeric_dtype is not None and isinstance(body, bytes):
             arr = fastparse.numeric_instances(body, self._numeric_dtype)
             if arr is not None:
-                return arr, {}
+                return arr, dict(self.default_kwargs)
         payload = codecs.parse_json(body, nan_as_null=self.model.nan_as_null)
         instances, kwargs = codecs.split_request(payload)
+        if self.default_kwargs:
+            kwargs = {**self.default_kwargs, **kwargs}
         if self.decode:
             instances = codecs.decode_b64(instances, body)
         return instances, kwargs

@@ -66,9 +66,13 @@ class PredictionFailedError(PredictorRuntimeError):
 
 
 class InvalidOutputError(PredictorRuntimeError):
-    """The predictor returned something that cannot become a JSON response."""
+    """The predictor returned something that cannot become a JSON response.
 
-    status = 500
+    A 400 like any other failure of the user's predictor (500 is kept for bugs of the
+    runtime itself).
+    """
+
+    status = 400
 
     def __init__(self, detail: str) -> None:
         super().__init__(f"There was a problem processing the outputs: {detail}")

@@ -77,7 +77,8 @@ def numeric_instances(body: bytes, dtype: Any = np.float64) -> np.ndarray | None
         if width == 0 or any(len(row) != width for row in inst):
             return None
         flat = np.frombuffer(inst.as_buffer(of_type="d"), dtype=np.float64)
-    except (ValueError, TypeError, KeyError, IndexError):
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError):
+        # RuntimeError: simdjson's DEPTH_ERROR, BIGINT_ERROR...; the general path answers
         return None
     finally:
         # the parser can be reused only once no proxy object refers to its document

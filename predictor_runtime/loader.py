@@ -85,8 +85,13 @@ def choose_framework(
     prediction_class: str | None = None,
     registry: FrameworkRegistry,
     pm: pluggy.PluginManager,
+    reveal_files: bool = True,
 ) -> str:
-    """Name of the framework that should load ``model_dir`` (see module docstring)."""
+    """Name of the framework that should load ``model_dir`` (see module docstring).
+
+    :param reveal_files: name the files found in error messages (the CLI, for the user's
+        own folder); False (HTTP callers) says only how many there are.
+    """
     if prediction_class:
         return CUSTOM
     if framework:
@@ -100,7 +105,10 @@ def choose_framework(
         return next(iter(found))
     choices = ", ".join(sorted(n for n in registry.frameworks if n != CUSTOM))
     if not files:
-        present = sorted(p.name for p in Path(model_dir).iterdir())[:20]
+        entries = sorted(p.name for p in Path(model_dir).iterdir())
+        present = entries[:20] if reveal_files else []
+        if not reveal_files:
+            present = [f"{len(entries)} file(s), none of them a model file"] if entries else []
         looked = "; ".join(
             f"{info.name}: {', '.join(info.model_files)}"
             for info in registry.frameworks.values()
@@ -114,6 +122,8 @@ def choose_framework(
         )
         raise FrameworkNotFoundError(msg)
     listing = ", ".join(f"{f} ({'/'.join(n for n, h in found.items() if f in h)})" for f in files)
+    if not reveal_files:
+        listing = f"{len(files)} candidate files of {', '.join(sorted(found))}"
     msg = (
         f"More than one candidate model file in {model_dir}: {listing}. Keep one, or choose "
         f"with --framework ({choices})"
@@ -130,8 +140,12 @@ def load_model(
     state_dir: str | Path | None = None,
     registry: FrameworkRegistry | None = None,
     pm: pluggy.PluginManager | None = None,
+    reveal_files: bool = True,
 ) -> LoadedModel:
     """Load the model in ``model_dir`` through its framework's ``from_path``.
+
+    :param reveal_files: name the folder's files in "no model file" errors (False for
+        paths named by HTTP callers, who must not learn what a folder holds).
 
     :raises ModelLoadError: (or a subclass) naming the directory and the cause.
     """
@@ -149,7 +163,12 @@ def load_model(
     if packages and not prediction_class and (framework or "").lower() != CUSTOM:
         raise ModelLoadError("--package is only used with --prediction-class (custom code)")
     name = choose_framework(
-        model_dir, framework=framework, prediction_class=prediction_class, registry=registry, pm=pm
+        model_dir,
+        framework=framework,
+        prediction_class=prediction_class,
+        registry=registry,
+        pm=pm,
+        reveal_files=reveal_files,
     )
     info = registry.get(name)
     options: dict[str, Any] = {}

@@ -50,6 +50,8 @@ class Pipeline:
     :param max_batch_delay_ms: extra wait for more rows (0: continuous batching only).
     :param decode_b64: the b64 rule (SPEC 3).
     :param on_batch: called after each model call with rows, requests and seconds.
+    :param default_kwargs: request keys used when a request does not give them
+        (``serve --signature-name``).
     """
 
     def __init__(
@@ -60,9 +62,15 @@ class Pipeline:
         max_batch_delay_ms: float = 0.0,
         decode_b64: DecodeRule = "auto",
         on_batch: BatchHook | None = None,
+        default_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.model = model
-        self.dispatcher = Dispatcher(model, max_batch_size=max_batch_size, decode_b64=decode_b64)
+        self.dispatcher = Dispatcher(
+            model,
+            max_batch_size=max_batch_size,
+            decode_b64=decode_b64,
+            default_kwargs=default_kwargs,
+        )
         self.batcher = Batcher(
             self.dispatcher,
             max_batch_size=max_batch_size,

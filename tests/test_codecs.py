@@ -13,6 +13,7 @@ from predictor_runtime.errors import (
     InvalidInstanceError,
     InvalidOutputError,
     InvalidRequestError,
+    PredictionFailedError,
 )
 
 
@@ -182,8 +183,12 @@ class TestSerialize:
             codecs.predictions_body({"a": [1, 2], "b": [1]})
 
     def test_unserializable(self) -> None:
-        with pytest.raises(InvalidOutputError, match="not JSON serializable: object"):
-            codecs.predictions_body([object()])
+        with pytest.raises(
+            PredictionFailedError,
+            match="instance 1 cannot be written as JSON.*serializable: object",
+        ) as info:
+            codecs.predictions_body([1, object()])
+        assert info.value.status == 400
 
     def test_error_body(self) -> None:
         assert json.loads(codecs.error_body('bad "x"')) == {"error": 'bad "x"'}

@@ -156,8 +156,8 @@ def test_unserializable_output_is_an_error_not_a_crash() -> None:
             return [object() for _ in instances]
 
     status, out = make(Weird()).handle(body([1]))
-    assert status == 500
-    assert json.loads(out)["error"].startswith("There was a problem processing the outputs")
+    assert status == 400
+    assert json.loads(out)["error"].startswith("Prediction failed: the output of instance 0")
 
 
 def test_bad_options() -> None:

@@ -7,6 +7,10 @@ path to a protocol module's handler (:mod:`.routes`); the handler gets a
 style (never a traceback or an HTML page): a
 :class:`~predictor_runtime.errors.PredictorRuntimeError` keeps its status, anything else
 is a runtime bug answered 500 with the traceback only in the log.
+
+Before any handler runs, :class:`~.security.Guard` checks the ``Host`` (DNS rebinding),
+the ``Origin`` (cross-site requests, CORS preflights) and the api key (routes added with
+``public=True`` skip the key); its refusals use Google's envelope.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+from typing import Any
 
 from .. import codecs
 from ..errors import PayloadTooLargeError, PredictorRuntimeError
@@ -35,6 +40,7 @@ from .metrics import Metrics
 from .registry import Registry
 from .router import ErrorStyle, Router
 from .routes import register_all
+from .security import Guard
 from .state import ManagedState
 
 logger = logging.getLogger("predictor_runtime.server")
@@ -83,9 +89,13 @@ class App:
         opts.max_request_bytes = max_request_bytes
         if opts.state_dir is None:
             opts.state_dir = self.state.state_dir
+        registry.allow_paths = opts.allow_paths
         self.context = ServerContext(registry, self.state, metrics, opts)
         self.router = Router()
         register_all(self.router, self.context)
+        self.guard = Guard(
+            api_key=opts.api_key, cors_origins=opts.cors_origins, bind_host=opts.host
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -98,6 +108,12 @@ class App:
         match = self.router.match(path)
         method = scope["method"]
         hit = match.for_method(method, scope)
+        refused, cors = self.guard.check(scope, hit is not None and hit[0].public)
+        if refused is not None:
+            await send_response(send, refused)
+            return
+        if cors:
+            send = _with_headers(send, cors)
         if hit is None:
             style = match.routes[0][0].errors if match.routes else self.router.style_for(path)
             if match.routes:
@@ -146,6 +162,17 @@ class App:
                 await self.registry.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _with_headers(send: Send, extra: tuple[tuple[bytes, bytes], ...]) -> Send:
+    """``send`` adding ``extra`` headers to the response start (CORS answers)."""
+
+    async def wrapped(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *extra]}
+        await send(message)
+
+    return wrapped
 
 
 __all__ = ["DEFAULT_MAX_REQUEST_BYTES", "App", "error_response"]

@@ -50,6 +50,9 @@ class ServerOptionsView:
     cors_origins: tuple[str, ...] = ()
     #: ``--state-url`` / ``PREDICTOR_RUNTIME_STATE_URL`` (None: SQLite under ``state_dir``).
     state_url: str | None = None
+    #: ``--host``: the address ``serve`` listens on (None: decided per connection, from
+    #: its local address; used for the loopback-only ``Host`` rule).
+    host: str | None = None
     #: ``--ray-address`` (None: no Ray).
     ray_address: str | None = None
     #: free-form settings of later protocols (``--ray-address``...).

@@ -19,6 +19,7 @@ GOOGLE_STATUS: dict[int, str] = {
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     405: "UNIMPLEMENTED",
+    408: "DEADLINE_EXCEEDED",
     409: "ABORTED",
     412: "FAILED_PRECONDITION",
     413: "INVALID_ARGUMENT",
@@ -43,4 +44,5 @@ def google_error(status: int, message: str, name: str | None = None) -> bytes:
         ``ABORTED`` or ``ALREADY_EXISTS``; 400 may be ``FAILED_PRECONDITION``).
     """
     name = name or GOOGLE_STATUS.get(status, "UNKNOWN" if status < 500 else "INTERNAL")
+    message = codecs.safe_text(message)
     return orjson.dumps({"error": {"code": status, "message": message, "status": name}})

@@ -28,6 +28,7 @@ from ..statedir import state_dir as resolve_state_dir
 from .context import ServerOptionsView
 from .defaults import DEFAULT_MAX_BATCH_DELAY_MS, DEFAULT_MODEL_NAME, DEFAULT_VERSION_NAME
 from .runner import ServerOptions, bind_socket, enable_multiprocess_metrics, serve_forever
+from .security import bind_warning
 
 if TYPE_CHECKING:
     from .app import App
@@ -60,6 +61,8 @@ class ServeConfig:
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_batch_delay_ms: float = DEFAULT_MAX_BATCH_DELAY_MS
     server: ServerOptions = field(default_factory=ServerOptions)
+    #: ``--signature-name``: the TensorFlow signature of requests that name none.
+    signature_name: str | None = None
     #: a bundled example to serve (``iris``, ``generative``); iris when no model is given.
     example: str | None = None
     #: settings the protocol modules read (security, tasks, state, scale-out).
@@ -79,6 +82,16 @@ class ServeConfig:
             (
                 s.max_request_bytes >= 1,
                 f"--max-request-bytes must be >= 1, got {s.max_request_bytes}",
+            ),
+            (
+                s.timeout_keep_alive > 0,
+                f"--timeout-keep-alive must be > 0, got {s.timeout_keep_alive}",
+            ),
+            (s.timeout_headers > 0, f"--timeout-headers must be > 0, got {s.timeout_headers}"),
+            (s.timeout_body > 0, f"--timeout-body must be > 0, got {s.timeout_body}"),
+            (
+                s.limit_concurrency is None or s.limit_concurrency >= 1,
+                f"--limit-concurrency must be at least 1, got {s.limit_concurrency}",
             ),
             (bool(_NAME.match(self.model_name)), f"invalid --model-name {self.model_name!r}"),
             (bool(_NAME.match(self.version_name)), f"invalid --version-name {self.version_name!r}"),
@@ -227,6 +240,8 @@ def prepare_app(
         prediction_class=prediction_class,
         package_uris=packages,
     )
+    if config.signature_name:
+        version.default_kwargs = {"signature_name": config.signature_name}
     registry.load_version(version, state_dir=state_dir)
     framework = version.dispatcher.model.framework if version.dispatcher else "?"
     predict_url = f"{base}/v1/models/{model_name}:predict"
@@ -262,6 +277,11 @@ def prepare_app(
 
     options = config.options
     options.state_dir = state_dir
+    options.host = opts.host
+    warning = bind_warning(opts.host, options.api_key)
+    if warning:
+        sys.stderr.write(warning)
+        sys.stderr.flush()
 
     def build_app() -> App:
         return App(

@@ -79,8 +79,11 @@ class Version:
     manual_scaling: dict[str, Any] | None = None
     #: other AI Platform fields given at creation (runtimeVersion, machineType...), reported.
     extra: dict[str, Any] = field(default_factory=dict)
-    #: changes on every successful patch, setDefault and state change.
+    #: changes when the settable content changes (a patch, setDefault), never on a
+    #: state change or a restart.
     etag: str = field(default_factory=new_etag)
+    #: request keys applied when a request does not give them (``serve --signature-name``).
+    default_kwargs: dict[str, Any] = field(default_factory=dict)
     #: registered from command-line flags (re-created at each start, not restored).
     ephemeral: bool = False
     #: state/error as recorded in the shared store (set when a store drives the registry);
@@ -142,6 +145,8 @@ class Registry:
         self.models: dict[str, Model] = {}
         self._on_batch = on_batch
         self._lock = threading.RLock()
+        #: ``--allow-paths`` for versions created through the API (set by the app).
+        self.allow_paths: tuple[str, ...] = ()
 
     @property
     def lock(self) -> threading.RLock:
@@ -194,18 +199,36 @@ class Registry:
                 m.default_version = name
             return version
 
-    def load_version(self, version: Version, *, state_dir: str | None = None) -> Version:
-        """Load the version's model (blocking); READY on success, FAILED with the message."""
+    def load_version(
+        self, version: Version, *, state_dir: str | None = None, confined: bool = False
+    ) -> Version:
+        """Load the version's model (blocking); READY on success, FAILED with the message.
+
+        :param confined: a caller of the API named the paths: check them against
+            :attr:`allow_paths` (again, in case of a restart or a swapped symlink) and keep
+            folder listings out of error messages.
+        """
         from ..loader import load_model
         from ..plugins import framework_registry
+        from .paths import check_allowed, local_path
 
         try:
+            model_dir = local_path(version.deployment_uri)
+            packages = [local_path(p) for p in version.package_uris]
+            if confined:
+                allow = self.allow_paths
+                model_dir = str(check_allowed(model_dir, allow, field="version.deploymentUri"))
+                packages = [
+                    str(check_allowed(p, allow, field=f"version.packageUris[{i}]"))
+                    for i, p in enumerate(packages)
+                ]
             loaded = load_model(
-                version.deployment_uri.removeprefix("file://"),
+                model_dir,
                 framework=version.framework,
                 prediction_class=version.prediction_class,
-                packages=version.package_uris,
+                packages=packages,
                 state_dir=state_dir,
+                reveal_files=not confined,
             )
             self.attach(version, loaded)
         except PredictorRuntimeError as exc:
@@ -234,6 +257,7 @@ class Registry:
             max_batch_delay_ms=s.max_batch_delay_ms,
             decode_b64=s.decode_b64,
             on_batch=hook,
+            default_kwargs=version.default_kwargs,
         )
         version.error_message = ""
         version.state = READY

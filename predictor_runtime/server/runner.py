@@ -12,7 +12,14 @@
   SIGTERM/SIGINT to the children, restarts a child that dies unexpectedly, and exits 0
   once all children have drained.
 - On SIGTERM/SIGINT a worker stops accepting, lets in-flight requests finish (bounded by
-  ``graceful_timeout``), and exits 0.
+  ``graceful_timeout``), and exits 0. The supervisor closes its own copy of the listening
+  socket first, so that once the workers have closed theirs new connections are refused
+  (ECONNREFUSED) instead of queueing in a backlog nobody accepts from and being reset.
+  A line is logged when the shutdown starts and when it ends.
+- Workers exit when the supervisor dies, even by ``kill -9``: on Linux the kernel sends
+  them SIGTERM (``prctl(PR_SET_PDEATHSIG)``); elsewhere, and as a back-stop, each worker
+  checks once a second that its parent is still the supervisor.
+- Connection timeouts and the concurrency bound: :mod:`.connections`.
 """
 
 from __future__ import annotations
@@ -30,8 +37,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from .app import DEFAULT_MAX_REQUEST_BYTES
+from .connections import (
+    DEFAULT_TIMEOUT_BODY,
+    DEFAULT_TIMEOUT_HEADERS,
+    DEFAULT_TIMEOUT_KEEP_ALIVE,
+    ConnectionLimits,
+    default_limit_concurrency,
+    protocol_class,
+)
 
 DEFAULT_GRACEFUL_TIMEOUT = 30.0
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -45,6 +61,15 @@ class ServerOptions:
     access_log: bool = False
     graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
     backlog: int = 2048
+    #: seconds an idle keep-alive connection is kept.
+    timeout_keep_alive: float = DEFAULT_TIMEOUT_KEEP_ALIVE
+    #: seconds to receive a request's headers (silent and slowloris connections).
+    timeout_headers: float = DEFAULT_TIMEOUT_HEADERS
+    #: seconds to receive a request's body once its headers are in.
+    timeout_body: float = DEFAULT_TIMEOUT_BODY
+    #: connections or requests in progress per worker beyond which requests get 503
+    #: (None: :func:`~.connections.default_limit_concurrency`).
+    limit_concurrency: int | None = None
 
 
 def bind_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
@@ -75,10 +100,16 @@ def freeze_heap() -> None:
 def _uvicorn_config(app: Any, options: ServerOptions) -> Any:
     import uvicorn
 
+    limits = ConnectionLimits(
+        timeout_headers=options.timeout_headers,
+        timeout_body=options.timeout_body,
+        limit_concurrency=options.limit_concurrency or default_limit_concurrency(),
+    )
     return uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http=protocol_class(limits),
+        timeout_keep_alive=max(1, round(options.timeout_keep_alive)),
         lifespan="on",
         access_log=options.access_log,
         log_level="info" if options.access_log else "warning",
@@ -88,13 +119,26 @@ def _uvicorn_config(app: Any, options: ServerOptions) -> Any:
     )
 
 
+def log(message: str) -> None:
+    """One line on stderr, prefixed like every message of ``serve``."""
+    sys.stderr.write(f"predictor-runtime: {message}\n")
+    sys.stderr.flush()
+
+
 def run_worker(
     app: Any,
     sock: socket.socket,
     options: ServerOptions,
     on_ready: Callable[[], None] | None = None,
+    *,
+    parent: int | None = None,
+    log_shutdown: bool = False,
 ) -> None:
-    """Serve ``app`` on ``sock`` in this process until SIGTERM/SIGINT, then drain."""
+    """Serve ``app`` on ``sock`` in this process until SIGTERM/SIGINT, then drain.
+
+    :param parent: the supervisor's pid: stop when this process's parent changes.
+    :param log_shutdown: log when the shutdown starts (the caller logs its end).
+    """
     import uvicorn
 
     class _Server(uvicorn.Server):
@@ -102,6 +146,20 @@ def run_worker(
             await super().startup(sockets=sockets)
             if self.started and on_ready is not None:
                 on_ready()
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if log_shutdown and not self.should_exit:
+                name = signal.Signals(sig).name
+                busy = len(self.server_state.tasks)
+                log(f"{name}: shutting down, draining {busy} request(s) in progress")
+            super().handle_exit(sig, frame)
+
+        async def on_tick(self, counter: int) -> bool:
+            if parent is not None and counter % 10 == 0 and os.getppid() != parent:
+                if not self.should_exit:
+                    log(f"worker {os.getpid()}: the supervisor died; shutting down")
+                self.should_exit = True
+            return await super().on_tick(counter)
 
     server = _Server(_uvicorn_config(app, options))
     # uvicorn re-raises the captured signal after a graceful shutdown; with these
@@ -132,14 +190,30 @@ def serve_forever(
     app = build_app()
     freeze_heap()
     if options.workers <= 1:
-        run_worker(app, sock, options, on_ready=announce)
+        run_worker(app, sock, options, on_ready=announce, log_shutdown=True)
+        log("shutdown complete")
         return 0
-    return _supervise(app, sock, options, announce)
+    status = _supervise(app, sock, options, announce)
+    log("shutdown complete" if status == 0 else f"shutdown complete (exit status {status})")
+    return status
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel for SIGTERM when the parent dies (Linux), then make sure it lives."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # died before prctl took effect
+        os._exit(0)
 
 
 def _supervise(
     app: Any, sock: socket.socket, options: ServerOptions, announce: Callable[[], None]
 ) -> int:
+    supervisor = os.getpid()
     read_fd, write_fd = os.pipe()
     fds = {"read": read_fd, "write": write_fd}  # -1 once closed in the parent
     children: dict[int, int] = {}  # pid -> worker index
@@ -152,6 +226,7 @@ def _supervise(
         if pid == 0:  # child
             code = 1
             try:
+                die_with_parent(supervisor)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 if fds["read"] >= 0:
@@ -163,7 +238,7 @@ def _supervise(
                         with contextlib.suppress(OSError):
                             os.write(wfd, b"r")
 
-                run_worker(app, sock, options, on_ready=ready)
+                run_worker(app, sock, options, on_ready=ready, parent=supervisor)
                 code = 0
             except BaseException:
                 import traceback
@@ -174,6 +249,11 @@ def _supervise(
         children[pid] = index
 
     def forward(signum: int, _frame: Any) -> None:
+        if not stopping:
+            name = signal.Signals(signum).name
+            log(f"{name}: shutting down {len(children)} worker(s), draining requests in progress")
+            with contextlib.suppress(OSError):
+                sock.close()  # refused, not reset, once the workers close their copies
         stopping.append(signum)
         for pid in list(children):
             with contextlib.suppress(ProcessLookupError):

@@ -52,7 +52,6 @@ from .registry import (
     Model,
     Registry,
     Version,
-    new_etag,
     parse_rfc3339,
     rfc3339,
 )
@@ -79,6 +78,19 @@ class StoreBusyError(PredictorRuntimeError):
 
 #: How long a predict waits for this worker's copy of a version the store calls READY.
 LOCAL_LOAD_WAIT = 120.0
+
+
+#: The fields whose change changes an etag (settable content; not state, times, flags).
+VERSION_CONTENT = (
+    "deploymentUri", "framework", "predictionClass", "packageUris", "description", "labels",
+    "requestLoggingConfig", "autoScaling", "manualScaling", "extra",
+)  # fmt: skip
+MODEL_CONTENT = ("description", "labels", "extra", "defaultVersion")
+
+
+def content_of(rec: dict[str, Any], fields: tuple[str, ...]) -> tuple[Any, ...]:
+    """The settable content of a stored record (what its etag stands for)."""
+    return tuple(repr(rec.get(f)) for f in fields)
 
 
 class ManagedState:
@@ -172,18 +184,23 @@ class ManagedState:
         ephemeral. Closes the connection afterwards when there is a state dir.
         """
         store = self.store
+        # etags change only with settable content: a command-line version re-created with
+        # the same content as in the previous run keeps that run's etag
+        old: dict[tuple[str, str | None], tuple[tuple[Any, ...], str]] = {}
         with store.transaction() as tx:
             kept: dict[str, list[str]] = {}
             for model, rec in store.versions(conn=tx):
                 if rec.get("ephemeral"):
+                    old[(model, rec["name"])] = (content_of(rec, VERSION_CONTENT), rec["etag"])
                     store.delete_version(model, rec["name"], tx)
                     continue
                 kept.setdefault(model, []).append(rec["name"])
-                rec.update(state=CREATING, errorMessage="", etag=new_etag())
+                rec.update(state=CREATING, errorMessage="")
                 store.put_version(model, rec, tx)
             for rec in store.models(conn=tx):
                 names = kept.get(rec["name"], [])
                 if rec.get("ephemeral") and not names:
+                    old[(rec["name"], None)] = (content_of(rec, MODEL_CONTENT), rec["etag"])
                     store.delete_model(rec["name"], tx)
                 elif rec.get("defaultVersion") not in names:
                     rec["defaultVersion"] = names[0] if names else None
@@ -197,7 +214,14 @@ class ManagedState:
                         mrec["defaultVersion"] = v.name
                 for v in m.versions.values():
                     is_default = mrec["defaultVersion"] == v.name
-                    store.put_version(m.name, version_record(v, is_default=is_default), tx)
+                    vrec = version_record(v, is_default=is_default)
+                    before = old.get((m.name, v.name))
+                    if before is not None and before[0] == content_of(vrec, VERSION_CONTENT):
+                        v.etag = vrec["etag"] = before[1]
+                    store.put_version(m.name, vrec, tx)
+                before = old.get((m.name, None))
+                if before is not None and before[0] == content_of(mrec, MODEL_CONTENT):
+                    m.etag = mrec["etag"] = before[1]
                 store.put_model(mrec, tx)
         self._prepared = True
         if self.state_dir is not None:
@@ -326,7 +350,9 @@ class ManagedState:
         self._loading[(v.model, v.name)] = loop.create_task(self._load(v))
 
     async def _load(self, v: Version) -> None:
-        load = functools.partial(self.registry.load_version, v, state_dir=self.state_dir)
+        load = functools.partial(
+            self.registry.load_version, v, state_dir=self.state_dir, confined=True
+        )
         with contextlib.suppress(Exception):  # the version records its own FAILED state
             await asyncio.get_running_loop().run_in_executor(None, load)
         try:
@@ -357,7 +383,6 @@ class ManagedState:
                     state=v.state,
                     errorMessage=v.error_message,
                     detectedFramework=v.framework_api_name,
-                    etag=new_etag(),
                 )
                 store.put_version(v.model, rec, tx)
             apply_version_record(v, rec)

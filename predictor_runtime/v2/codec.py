@@ -233,7 +233,9 @@ def _fast_payload(body: bytes) -> dict[str, Any] | None:
             payload["inputs"] = decoded
             inputs = None
         return payload
-    except (ValueError, TypeError, KeyError, IndexError):
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError):
+        # RuntimeError: simdjson's DEPTH_ERROR/BIGINT_ERROR, or a RecursionError: the
+        # general parser answers (with its nesting limit)
         return None
     finally:  # the parser is reused only once no proxy refers to its document
         del doc, inputs, item, data

@@ -64,10 +64,14 @@ def start_live_server(
     batching: bool = True,
     metrics: bool = True,
     state_dir: Path | None = None,
+    options: Any = None,
+    server_options: ServerOptions | None = None,
 ) -> LiveServer:
     """Registry with model ``echo`` version ``v1`` (READY) and a running uvicorn server.
 
     With ``state_dir``, the resource routes persist there (and request logging works).
+    ``options`` (a ``ServerOptionsView``) sets the api key, allowed paths, origins...;
+    ``server_options`` the connection settings (timeouts, concurrency bound).
     """
     import uvicorn
 
@@ -96,10 +100,14 @@ def start_live_server(
     version = registry.add_version("echo", "v1", deployment_uri="/nonexistent/echo")
     registry.attach(version, LoadedModel.wrap(pred, "custom", "/nonexistent/echo"))
     state = ManagedState(registry, state_dir=state_dir, metrics=met) if state_dir else None
-    app = App(registry, metrics=met, max_request_bytes=max_request_bytes, state=state)
+    app = App(
+        registry, metrics=met, max_request_bytes=max_request_bytes, state=state, options=options
+    )
     sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(_uvicorn_config(app, ServerOptions(graceful_timeout=5)))
+    server = uvicorn.Server(
+        _uvicorn_config(app, server_options or ServerOptions(graceful_timeout=5))
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -31,7 +31,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         *launch_model(root),
         "--model-name", "echo",
         "--state-dir", str(root / "state"),
-        "--allow-paths", str(allowed),
+        # model folders and the package are confined too (SPEC 13)
+        "--allow-paths", ",".join(str(p) for p in (allowed, root / "models", root / "model", root / "pkg")),
         "--max-pending-tasks", "3",
     ]  # fmt: skip
     srv = start_cli_server(args, cwd=root)
@@ -55,8 +56,8 @@ def google_error(r: httpx.Response, code: int, status: str, *words: str) -> str:
 
 
 def create_model(client: httpx.Client, root: Path, name: str, labels: dict[str, str], **config):
-    model_dir = root / f"model-{name}"
-    model_dir.mkdir()
+    model_dir = root / "models" / f"model-{name}"
+    model_dir.mkdir(parents=True)
     (model_dir / "config.json").write_text(json.dumps(config))
     assert client.post(MODELS, json={"name": name, "labels": labels}).status_code == 200
     body = {

@@ -127,7 +127,7 @@ def test_413_by_content_length_before_reading_body(live_factory):
     port = int(srv.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(
-            b"POST /v1/models/echo:predict HTTP/1.1\r\nHost: x\r\n"
+            b"POST /v1/models/echo:predict HTTP/1.1\r\nHost: localhost\r\n"
             b"Content-Type: application/json\r\nContent-Length: 5000000\r\n\r\n"
         )
         data = s.recv(4096)
@@ -182,7 +182,7 @@ def test_500_runtime_bug_is_json_without_traceback(live, monkeypatch, capsys):
     assert "Traceback" not in r.text
 
 
-def test_500_unserializable_prediction(live_factory):
+def test_unserializable_prediction_is_a_prediction_failure(live_factory):
     class Weird:
         def predict(self, instances, **kwargs):
             return [object() for _ in instances]
@@ -193,8 +193,8 @@ def test_500_unserializable_prediction(live_factory):
 
     srv = live_factory(predictor=Weird())
     r = httpx.post(srv.url + PREDICT_PATHS[0], json={"instances": [1]})
-    assert r.status_code == 500
-    assert "problem processing the outputs" in r.json()["error"]
+    assert r.status_code == 400
+    assert r.json()["error"].startswith("Prediction failed: the output of instance 0")
 
 
 def test_healthz_readyz(live):
@@ -281,7 +281,7 @@ def test_disconnecting_client_does_not_wedge(live_factory):
     for _ in range(3):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(
-                b"POST /v1/models/echo:predict HTTP/1.1\r\nHost: x\r\n"
+                b"POST /v1/models/echo:predict HTTP/1.1\r\nHost: localhost\r\n"
                 + b"Content-Length: %d\r\n\r\n" % len(body)
                 + body
             )

@@ -20,6 +20,7 @@ from predictor_runtime.errors import InvalidInstanceError, ModelLoadError, descr
 from predictor_runtime.modelfiles import load_error, load_pickle
 
 from . import MODEL_FILES, NATIVE_FILES, XGBoostFramework
+from ._detect import PICKLE_FILES, is_xgboost_pickle, top_level_class
 
 
 def _load_error(model_dir: str, detail: str) -> ModelLoadError:
@@ -32,9 +33,22 @@ def _xgboost_message(exc: Exception) -> str:
     return " ".join(text.split())
 
 
+def _foreign_pickle(path: Path) -> bool:
+    found = top_level_class(path)
+    return found is not None and not is_xgboost_pickle(path)
+
+
 def find_model_file(model_dir: str) -> Path:
-    """The one model file of ``model_dir``; none or several is an error naming them."""
+    """The one model file of ``model_dir``; none or several is an error naming them.
+
+    A pickle/joblib file whose top-level class is known (read without unpickling) and is
+    not XGBoost's, such as a scikit-learn ``model.joblib`` beside ``model.json``, is not a
+    candidate.
+    """
     present = [Path(model_dir, name) for name in MODEL_FILES if Path(model_dir, name).is_file()]
+    foreign = [p for p in present if p.name in PICKLE_FILES and _foreign_pickle(p)]
+    if len(foreign) < len(present):  # a real candidate: the foreign pickle is not one
+        present = [p for p in present if p not in foreign]
     if len(present) > 1:
         names = ", ".join(p.name for p in present)
         raise _load_error(model_dir, f"found more than one model file ({names}); keep exactly one")

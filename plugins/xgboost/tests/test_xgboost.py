@@ -308,6 +308,19 @@ def test_native_file_beside_an_xgboost_joblib_is_ambiguous(
         load_model(tmp_path)
 
 
+def test_sklearn_joblib_beside_model_json_is_not_a_candidate(
+    tmp_path: Path, booster: xgb.Booster, cancer: Any
+) -> None:
+    X, y = cancer
+    (tmp_path / "model.json").write_bytes(booster.save_raw("json"))
+    joblib.dump(RandomForestClassifier(n_estimators=2).fit(X, y), tmp_path / "model.joblib")
+    model = load_model(tmp_path, framework="xgboost")
+    assert np.allclose(as_f32(Dispatcher(model).predict(X[:3].tolist())), native(booster, X[:3]))
+    (tmp_path / "model.json").unlink()
+    with pytest.raises(ModelLoadError, match=r"holds a sklearn\..*not an XGBoost model"):
+        load_model(tmp_path, framework="xgboost")
+
+
 @pytest.mark.parametrize(
     ("name", "content", "expected"),
     [

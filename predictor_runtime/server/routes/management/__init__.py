@@ -35,7 +35,7 @@ _S = "/v1"
 
 def register(router: Router, ctx: ServerContext) -> None:
     """Add the models, versions and operations routes."""
-    mgmt = Management(ctx.state)
+    mgmt = Management(ctx.state, ctx.options.allow_paths)
     ctx.extensions["management"] = mgmt
 
     def project(req: Request) -> str:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ...paths import check_allowed
 from ...registry import CREATING, Model, Version, new_etag, rfc3339
 from ...resources import (
     EMPTY_TYPE,
@@ -77,8 +78,10 @@ VERSION_MASK = ("description", "labels", "requestLoggingConfig", "autoScaling", 
 class Management:
     """Handles the resource routes over a :class:`~.state.ManagedState`."""
 
-    def __init__(self, state: ManagedState) -> None:
+    def __init__(self, state: ManagedState, allow_paths: tuple[str, ...] = ()) -> None:
         self.state = state
+        #: ``--allow-paths``: deploymentUri and packageUris must lie in these folders.
+        self.allow_paths = allow_paths
 
     async def read(self, kind: str, project: str, args: tuple[str, ...]) -> dict[str, Any]:
         """Serve a GET of ``kind`` (``models``, ``model``, ``versions``, ``version``,
@@ -229,7 +232,9 @@ class Management:
             body, "version", VERSION_FIELDS | VERSION_PASSTHROUGH | VERSION_OUTPUT_ONLY
         )
         name = check_name(obj.get("name"), "version")
-        v = Version(model=model, name=name, deployment_uri=check_uri(obj.get("deploymentUri")))
+        uri = check_uri(obj.get("deploymentUri"))
+        check_allowed(uri, self.allow_paths, field="version.deploymentUri")
+        v = Version(model=model, name=name, deployment_uri=uri)
         v.framework = check_framework(obj.get("framework"))
         v.prediction_class = (
             check_str(obj.get("predictionClass", ""), "version.predictionClass") or None
@@ -238,6 +243,8 @@ class Management:
         if not isinstance(packages, list):
             raise invalid("Field: version.packageUris Error: must be a list of strings")
         v.package_uris = [check_uri(p, "version.packageUris") for p in packages]
+        for i, p in enumerate(v.package_uris):
+            check_allowed(p, self.allow_paths, field=f"version.packageUris[{i}]")
         v.description = check_str(obj.get("description", ""), "version.description")
         v.labels = check_labels(obj.get("labels", {}), "version.labels")
         v.request_logging_config = check_logging(obj.get("requestLoggingConfig"))

@@ -36,6 +36,13 @@ def not_found(message: str) -> HttpError:
 
 def parse_body(body: bytes, what: str, allowed: set[str]) -> dict[str, Any]:
     """The JSON object of a request body; 400 for bad JSON or unknown fields."""
+    from .... import codecs
+
+    if codecs.exceeds_depth(body):
+        raise invalid(
+            f"Invalid JSON payload received ({what}): arrays and objects nest deeper than "
+            f"{codecs.MAX_JSON_DEPTH} levels"
+        )
     try:
         obj = orjson.loads(body or b"{}")
     except orjson.JSONDecodeError as exc:
