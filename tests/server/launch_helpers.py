@@ -56,7 +56,7 @@ def wait_task(
         time.sleep(0.02)
 
 
-def wait_for(condition: Any, timeout: float = 10, message: str = "") -> None:
+def wait_for(condition: Any, timeout: float = 60, message: str = "") -> None:
     """Wait until ``condition()`` is true (bounded)."""
     deadline = time.monotonic() + timeout
     while not condition():

@@ -226,7 +226,7 @@ def test_large_requests_still_arriving_are_waited_for(live_factory):
     assert srv.batches == [(4 * rows, 4)]
 
 
-def wait_for(condition, timeout: float = 10.0) -> None:
+def wait_for(condition, timeout: float = 30.0) -> None:
     """Poll ``condition`` until true; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
