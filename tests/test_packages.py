@@ -222,3 +222,55 @@ def test_package_cache_honours_the_state_dir_variable(
     assert [p.name for p in (tmp_path / "from-env" / "packages").iterdir()] != []
     monkeypatch.delenv(STATE_DIR_ENV)
     assert str(state_dir()) == ".predictor_runtime"
+
+
+GATED = """
+import threading
+
+GATE = threading.Event()
+
+
+class Slow:
+    @classmethod
+    def from_path(cls, model_dir):
+        if not GATE.wait(20):
+            raise RuntimeError("the other version never loaded while this one was loading")
+        return cls()
+
+    def predict(self, instances, **kwargs):
+        return ["slow"] * len(instances)
+
+
+class Opener:
+    @classmethod
+    def from_path(cls, model_dir):
+        GATE.set()
+        return cls()
+
+    def predict(self, instances, **kwargs):
+        return ["opener"] * len(instances)
+"""
+
+
+@pytest.mark.usefixtures("clean_modules")
+def test_a_slow_from_path_does_not_hold_up_other_loads(
+    tmp_path: Path, pm: pluggy.PluginManager, model_dir: Path
+) -> None:
+    """The activation lock covers imports, not the user's from_path (a long model load)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder = tmp_path / "gated"
+    folder.mkdir()
+    (folder / "gated_predictor.py").write_text(GATED)
+
+    def load(name: str) -> list[str]:
+        model = load_model(
+            model_dir, prediction_class=f"gated_predictor.{name}", packages=[str(folder)], pm=pm
+        )
+        return model.predictor.predict([0])
+
+    with ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(load, "Slow")
+        opener = pool.submit(load, "Opener")
+        assert opener.result(timeout=30) == ["opener"]
+        assert slow.result(timeout=30) == ["slow"]

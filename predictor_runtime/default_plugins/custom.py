@@ -35,13 +35,16 @@ class CustomFramework:
             msg = "The custom framework needs a prediction class (--prediction-class module.Class)"
             raise UserCodeError(msg)
         # sys.path / sys.modules are process-wide: one version at a time activates its
-        # packages, imports its class and builds its predictor (which may import more).
+        # packages and imports its class (with the modules that class imports). The
+        # user's from_path runs outside the lock, so a slow load (a large model, a
+        # download) never holds up the loading of other versions; modules it imports
+        # lazily, by a name another version's package also uses, are its own business.
         with ACTIVATION_LOCK:
             if packages:
                 activate_packages(packages, state_dir)
             user_cls = import_class(prediction_class)
             validate_predictor_class(user_cls)
-            return user_cls.from_path(model_dir)
+        return user_cls.from_path(model_dir)
 
     def predict(self, instances: list[Any], **kwargs: Any) -> Any:
         raise NotImplementedError("CustomFramework.from_path returns the user's predictor")
