@@ -4,9 +4,10 @@ With no model flags, serves the bundled iris example (a scikit-learn model behin
 Platform custom prediction routine), trained into ``<state-dir>/example/iris`` on first
 use, so the first command a newcomer runs works.
 
-Models and versions created through the API persist in ``<state-dir>/state.sqlite3`` and
-are restored (and reloaded in the background) at the next start. The command-line model
-is *not* persisted: it is re-registered from the flags at every start (changes made to it
+Models and versions created through the API persist in ``<state-dir>/state.sqlite3`` (or
+in the PostgreSQL database of ``--state-url``, shared with other processes) and are
+restored (and reloaded in the background) at the next start. The command-line model is
+*not* persisted: it is re-registered from the flags at every start (changes made to it
 through the API last until the server stops); see :mod:`.state`.
 """
 
@@ -75,6 +76,13 @@ class ServeConfig:
         for ok, message in checks:
             if not ok:
                 raise ServeError(message)
+        if self.options.state_url:
+            from .store import check_state_url
+
+            try:
+                check_state_url(self.options.state_url)
+            except ValueError as exc:
+                raise ServeError(str(exc)) from None
         if self.model_dir is None and (self.framework or self.prediction_class or self.packages):
             raise ServeError(
                 "--framework, --prediction-class and --package need --model-dir "
@@ -127,6 +135,8 @@ def _serve_on(config: ServeConfig, sock: object, state_dir: str, out: TextIO) ->
     from .metrics import Metrics
     from .registry import BatchSettings, Registry
     from .state import ManagedState
+    from .store import StoreUnavailableError, mask_url
+    from .store.base import scrub
 
     opts = config.server
     host, port = sock.getsockname()[:2]  # type: ignore[attr-defined]
@@ -179,13 +189,20 @@ def _serve_on(config: ServeConfig, sock: object, state_dir: str, out: TextIO) ->
         out.write(f"Listening on {base} (workers: {opts.workers}; predict: POST {predict_url})\n")
         out.flush()
 
-    state = ManagedState(registry, state_dir=state_dir, metrics=metrics)
+    options = config.options
+    state = ManagedState(
+        registry, state_dir=state_dir, state_url=options.state_url, metrics=metrics
+    )
     try:
-        state.prepare()  # before any fork: closes its SQLite connection when done
+        state.prepare()  # before any fork: migrates, then closes its connection
+    except StoreUnavailableError as exc:
+        raise ServeError(str(exc)) from None
     except Exception as exc:
+        if options.state_url:
+            where = f"the state database {mask_url(options.state_url)}"
+            raise ServeError(f"cannot use {where}: {scrub(str(exc), options.state_url)}") from None
         raise ServeError(f"cannot use the state directory {state_dir}: {exc}") from exc
 
-    options = config.options
     options.state_dir = state_dir
 
     def build_app() -> App:

@@ -87,6 +87,9 @@ class Version:
     #: with several workers each loads its own copy, so the local ``state`` may lag.
     shared_state: str | None = None
     shared_error: str = ""
+    #: report this process's ``state`` rather than the stored one (shared PostgreSQL state,
+    #: where "state" is the answering process's view).
+    report_local: bool = False
 
     @property
     def dispatcher(self) -> Dispatcher | None:
@@ -115,11 +118,12 @@ class Version:
             "name": f"projects/{project}/models/{self.model}/versions/{self.name}",
             "deploymentUri": self.deployment_uri,
             "createTime": rfc3339(self.create_time),
-            "state": self.shared_state or self.state,
+            "state": self.state if self.report_local else (self.shared_state or self.state),
             "isDefault": is_default,
             "etag": self.etag,
         }
-        error = self.shared_error if self.shared_state else self.error_message
+        shared = self.shared_state and not self.report_local
+        error = self.shared_error if shared else self.error_message
         if self.last_use_time is not None:
             out["lastUseTime"] = rfc3339(self.last_use_time)
         if self.framework_api_name:
