@@ -117,6 +117,8 @@ def serve(config: ServeConfig, out: TextIO | None = None) -> int:
     config.validate()
     opts = config.server
     state_dir = config.state_dir or DEFAULT_STATE_DIR
+    if config.options.state_url:
+        check_database(config.options.state_url)
     metrics_dir = enable_multiprocess_metrics() if opts.workers > 1 else None
     try:
         try:
@@ -128,6 +130,19 @@ def serve(config: ServeConfig, out: TextIO | None = None) -> int:
     finally:
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def check_database(url: str) -> None:
+    """Open (and migrate) the state database before loading any model: fail fast.
+
+    :raises ServeError: one line naming the masked URL.
+    """
+    from .store import StoreUnavailableError, open_store
+
+    try:
+        open_store(None, url).close()
+    except StoreUnavailableError as exc:
+        raise ServeError(str(exc)) from None
 
 
 def _serve_on(config: ServeConfig, sock: object, state_dir: str, out: TextIO) -> int:

@@ -156,10 +156,13 @@ class CliServer:
             raise
 
 
-def start_cli_server(args: list[str], cwd: Path, timeout: float = 30) -> CliServer:
-    """Start ``serve --port 0 ARGS`` and wait for its "Listening on" line."""
+def start_cli_server(
+    args: list[str], cwd: Path, timeout: float = 30, env: dict[str, str] | None = None
+) -> CliServer:
+    """Start ``serve --port 0 ARGS`` (``env``: extra variables) and wait for its
+    "Listening on" line."""
     cmd = [sys.executable, "-m", "predictor_runtime", "serve", "--port", "0", *args]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     proc = subprocess.Popen(
         cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
@@ -186,8 +189,8 @@ def cli_server(tmp_path: Path) -> Iterator[Any]:
     """Start CLI servers in subprocesses; any still running at teardown is killed."""
     started: list[CliServer] = []
 
-    def make(args: list[str]) -> CliServer:
-        srv = start_cli_server(args, cwd=tmp_path)
+    def make(args: list[str], env: dict[str, str] | None = None) -> CliServer:
+        srv = start_cli_server(args, cwd=tmp_path, env=env)
         started.append(srv)
         return srv
 
