@@ -82,12 +82,14 @@ class TempPostgres:
     def __init__(self, *, durable: bool = False) -> None:
         self.bindir = find_bindir()
         self.durable = durable
-        self.root = Path(tempfile.mkdtemp(prefix="predictor-pg-"))
+        as_root = os.geteuid() == 0
+        # as root, a folder the service user can reach whatever TMPDIR says
+        self.root = Path(tempfile.mkdtemp(prefix="predictor-pg-", dir="/tmp" if as_root else None))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
         self.port = 0
         self._run_as: dict[str, Any] = {}
-        if os.geteuid() == 0:
+        if as_root:
             user = _service_user()
             os.chown(self.root, user.pw_uid, user.pw_gid)
             self._run_as = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
@@ -108,20 +110,31 @@ class TempPostgres:
         """``initdb`` then ``pg_ctl start`` (waits until it accepts connections)."""
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
                   "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")  # fmt: skip
-        settings = ["-c listen_addresses=127.0.0.1", f"-k {self.root}", "-c max_connections=300"]
-        if not self.durable:
-            settings += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
         for attempt in range(3):
             self.port = _free_port()
             try:
-                self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
-                          "-o", " ".join([f"-p {self.port}", *settings]), "start")  # fmt: skip
+                self.resume()
                 break
             except RuntimeError:
                 if attempt == 2:
                     raise
-        self.started = True
         return self
+
+    def resume(self) -> None:
+        """Start the (initialised) server on :attr:`port` again after :meth:`pause`."""
+        settings = ["-c listen_addresses=127.0.0.1", f"-k {self.root}", "-c max_connections=300"]
+        if not self.durable:
+            settings += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
+                  "-o", " ".join([f"-p {self.port}", *settings]), "start")  # fmt: skip
+        self.started = True
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (tests of an unreachable database)."""
+        if self.started:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop",
+                      timeout=60)  # fmt: skip
+            self.started = False
 
     def url(self, database: str = "postgres", password: str | None = None) -> str:
         """A ``postgresql://`` URL of ``database`` (trust auth ignores ``password``)."""
@@ -147,11 +160,8 @@ class TempPostgres:
     def stop(self) -> None:
         """Stop the server (immediate mode) and delete its directory."""
         try:
-            if self.started:
-                with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
-                    self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop",
-                              timeout=60)  # fmt: skip
-                self.started = False
+            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+                self.pause()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 

@@ -336,6 +336,7 @@ class ManagedState:
 
     async def _periodic(self) -> None:
         wake = self._wake
+        outage = False
         while True:
             if wake is None:
                 await asyncio.sleep(self.sync_interval)
@@ -347,6 +348,13 @@ class ManagedState:
                 await self.refresh()
                 if time.monotonic() - self._last_touch >= self.touch_interval:
                     await self.run_store(self.persist_last_use)
+                if outage:
+                    logger.warning("state store reachable again; synced")
+                    outage = False
+            except StoreBusyError as exc:  # one line per outage, not one per tick
+                if not outage:
+                    logger.warning("state sync paused: %s", exc.message)
+                outage = True
             except Exception:
                 logger.exception("state sync failed")
 

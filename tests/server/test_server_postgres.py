@@ -141,3 +141,36 @@ def test_a_bad_scheme_is_refused(tmp_path: Path):
     assert proc.returncode == 1
     assert "--state-url must be a PostgreSQL URL" in proc.stderr
     assert SECRET not in proc.stderr
+
+
+def test_database_outage_answers_503_and_predictions_go_on(cli_server, echo_model, tmp_path):
+    from predictor_runtime.testing_postgres import TempPostgres
+
+    model_dir, pkg = echo_model()
+    with TempPostgres() as pg:
+        url = with_password(pg.url())
+        srv = cli_server(["--state-dir", str(tmp_path / "s"), "--state-url", url,
+                          "--model-dir", str(model_dir), "--package", str(pkg), *ECHO])  # fmt: skip
+        assert httpx.post(srv.url + BASE, json={"name": "m"}).status_code == 200
+        pg.pause()
+        r = httpx.post(srv.url + "/v1/models/default:predict", json={"instances": ["x"]})
+        assert r.status_code == 200, r.text
+        r = httpx.post(srv.url + BASE, json={"name": "other"})
+        assert r.status_code == 503, r.text
+        error = r.json()["error"]
+        assert error["status"] == "UNAVAILABLE" and "retry" in error["message"]
+        assert SECRET not in r.text and "postgres:***@" in r.text
+        pg.resume()
+
+        def recovered() -> bool:
+            return httpx.post(srv.url + BASE, json={"name": "other"}).status_code == 200
+
+        wait_for(recovered, 15, "the store to reconnect")
+        names = {m["name"] for m in httpx.get(srv.url + BASE).json()["models"]}
+        assert names == {
+            "projects/p/models/default",
+            "projects/p/models/m",
+            "projects/p/models/other",
+        }
+        assert srv.stop() == 0
+        assert SECRET not in srv.proc.stdout.read() + srv.proc.stderr.read()
