@@ -129,10 +129,14 @@ class TempPostgres:
                   "-o", " ".join([f"-p {self.port}", *settings]), "start")  # fmt: skip
         self.started = True
 
-    def pause(self) -> None:
-        """Stop the server, keeping its data (tests of an unreachable database)."""
+    def pause(self, mode: str = "fast") -> None:
+        """Stop the server, keeping its data (tests of an unreachable database).
+
+        :param mode: ``pg_ctl stop -m``: ``fast`` keeps every commit; ``immediate`` is a
+            crash (without ``durable``, the last commits may be lost).
+        """
         if self.started:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop",
+            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop",
                       timeout=60)  # fmt: skip
             self.started = False
 
@@ -161,7 +165,7 @@ class TempPostgres:
         """Stop the server (immediate mode) and delete its directory."""
         try:
             with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
-                self.pause()
+                self.pause("immediate")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
