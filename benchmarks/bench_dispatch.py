@@ -62,3 +62,33 @@ def test_dispatcher(benchmark, rows: int) -> None:
     dispatcher = Dispatcher(LoadedModel.wrap(ArrayEcho(), "custom", "/"))
     out = benchmark(dispatcher.predict_body, body)
     assert json.loads(out) == json.loads(baseline(body))
+
+
+# -- parse to array (issue: large requests) ------------------------------------------------
+# Groups "parse N rows": today's general path (orjson + numpy.asarray, the ``raw`` baseline)
+# against the numeric fast path (pysimdjson into a typed buffer), same body, same run.
+
+PARSE_SIZES = [1_000, 10_000]
+
+
+def orjson_asarray(body: bytes) -> np.ndarray:
+    import orjson
+
+    return np.asarray(orjson.loads(body)["instances"], dtype=np.float64)
+
+
+@pytest.mark.parametrize("rows", PARSE_SIZES)
+def test_raw(benchmark, rows: int) -> None:
+    benchmark.group = f"parse {rows} rows"
+    body = request_body(rows)
+    assert benchmark(orjson_asarray, body).shape == (rows, N_FEATURES)
+
+
+@pytest.mark.parametrize("rows", PARSE_SIZES)
+def test_fastparse(benchmark, rows: int) -> None:
+    from predictor_runtime import fastparse
+
+    benchmark.group = f"parse {rows} rows"
+    body = request_body(rows)
+    out = benchmark(fastparse.numeric_instances, body)
+    assert out is not None and np.array_equal(out, orjson_asarray(body))

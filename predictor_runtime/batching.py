@@ -69,6 +69,14 @@ ADAPTIVE_WAIT_FRACTION = 0.25
 #: ... and never longer than this (seconds).
 ADAPTIVE_WAIT_CAP = 0.005
 
+#: Wait for announced requests still arriving for at most this fraction of the smoothed
+#: model call time (one merged call of N large requests costs far less than N calls) ...
+ARRIVAL_WAIT_FRACTION = 1.0
+#: ... and never longer than this (seconds) ...
+ARRIVAL_WAIT_CAP = 0.05
+#: ... and only when the last batch's requests had this many rows each on average.
+ARRIVAL_MIN_ROWS = 64
+
 #: ``on_batch(rows, requests, seconds)``: called after every model call (e.g. for metrics).
 BatchHook = Callable[[int, int, float], None]
 
@@ -163,6 +171,7 @@ class Batcher:
         self._own_executor = executor is None
         self._queue: deque[_Item] = deque()
         self._queued_rows = 0
+        self._arriving = 0  # announced requests whose body is still being read or parsed
         self._last_rows = 0
         self._last_request_rows = 0.0  # mean rows per request in the last batch
         self._call_seconds = 0.0  # smoothed duration of one model call
@@ -178,16 +187,20 @@ class Batcher:
         kwargs: dict[str, Any] | None = None,
         *,
         alive: Callable[[], bool] | None = None,
+        announced: bool = False,
     ) -> Any:
         """Predictions for exactly ``instances`` (same order), possibly merged with others.
 
         :param alive: optional check that the caller still wants the answer; requests
             whose client went away are skipped before the model call.
+        :param announced: the caller called :meth:`announce` for this request earlier.
         :raises PredictorRuntimeError: this request's own error.
         """
         loop = asyncio.get_running_loop()
         if self._task is None or self._loop is not loop or self._task.done():
             self._start(loop)
+        if announced:
+            self._arriving -= 1
         kwargs = kwargs or {}
         fut: asyncio.Future[Any] = loop.create_future()
         item = _Item(instances, kwargs, kwargs_key(kwargs), fut, alive, loop.time())
@@ -210,6 +223,22 @@ class Batcher:
         if self._own_executor and self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None
+
+    def announce(self) -> None:
+        """A request for this batcher has started arriving (its body is being read).
+
+        While announced requests are on their way, an idle model waits for them (bounded)
+        instead of starting a call without them: concurrent large requests, whose bodies
+        take a while to receive and parse, are then merged by design rather than by
+        timing luck. Pair with ``predict(..., announced=True)`` or :meth:`withdraw`.
+        """
+        self._arriving += 1
+
+    def withdraw(self) -> None:
+        """An announced request will not come (bad body, client gone)."""
+        self._arriving -= 1
+        if self._wake is not None:
+            self._wake.set()
 
     @property
     def queued(self) -> int:
@@ -239,10 +268,13 @@ class Batcher:
                 if self.delay > 0:
                     deadline = queue[0].queued_at + self.delay
                     await self._linger(loop, deadline, self.max_batch_size)
-                elif wait := self.adaptive_wait():
-                    # expect the callers of the last batch back (some may be queued already)
-                    target = min(self._last_rows, self.max_batch_size)
-                    await self._linger(loop, loop.time() + wait, target)
+                else:
+                    if wait := self.adaptive_wait():
+                        # expect the callers of the last batch back (some may be queued)
+                        target = min(self._last_rows, self.max_batch_size)
+                        await self._linger(loop, loop.time() + wait, target)
+                    if wait := self.arrival_wait():
+                        await self._linger(loop, loop.time() + wait, self.max_batch_size)
             batch = self._take()
             if batch:
                 await self._execute(batch, loop)
@@ -262,12 +294,32 @@ class Batcher:
             return 0.0
         return min(ADAPTIVE_WAIT_FRACTION * self._call_seconds, ADAPTIVE_WAIT_CAP)
 
+    def arrival_wait(self) -> float:
+        """Seconds to wait for announced requests still arriving (0: none).
+
+        Only for large requests (the last batch's mean request had ``ARRIVAL_MIN_ROWS``
+        rows or more: small bodies are read and parsed in microseconds, and the adaptive
+        wait already covers them), when requests are announced, the queue's rows plus theirs (at the last
+        batch's mean request size) fit one call, and a model call has been timed: at most
+        ``ARRIVAL_WAIT_FRACTION`` of the smoothed call time, capped at ``ARRIVAL_WAIT_CAP``.
+        """
+        if self._arriving <= 0 or not self._queue or self._call_seconds <= 0:
+            return 0.0
+        if self._last_request_rows < ARRIVAL_MIN_ROWS:  # small requests arrive in microseconds
+            return 0.0
+        expected = self._queued_rows + self._arriving * max(self._last_request_rows, 1.0)
+        if expected > self.max_batch_size:
+            return 0.0
+        return min(ARRIVAL_WAIT_FRACTION * self._call_seconds, ARRIVAL_WAIT_CAP)
+
     async def _linger(self, loop: asyncio.AbstractEventLoop, deadline: float, rows: int) -> None:
-        """Wait until ``rows`` rows are queued or ``deadline`` (loop time) passes."""
+        """Wait until ``rows`` rows are queued, ``deadline`` (loop time) passes or, when
+        waiting for the whole batch size, no announced request is still arriving."""
         wake = self._wake
         assert wake is not None
         if self._queued_rows >= rows or loop.time() >= deadline:
             return
+        arrivals = rows >= self.max_batch_size
         expired = False
 
         def expire() -> None:
@@ -279,6 +331,8 @@ class Batcher:
         timer = loop.call_at(deadline, expire)
         try:
             while self._queued_rows < rows and not expired:
+                if arrivals and self._arriving <= 0:
+                    return
                 wake.clear()
                 await wake.wait()
         finally:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import codecs
+from . import codecs, fastparse
 from .errors import (
     InvalidInstanceError,
     InvalidOutputError,
@@ -52,9 +52,18 @@ class Dispatcher:
         self.max_batch_size = max_batch_size
         self.decode = model.decode_b64 if decode_b64 == "auto" else decode_b64 == "always"
         self._predict = model.predictor.predict
+        self._numeric_dtype = model.numeric_dtype if fastparse.available() else None
 
-    def parse(self, body: bytes | str) -> tuple[list[Any], dict[str, Any]]:
-        """Body -> ``(instances, kwargs)``, with b64 objects decoded if the rule says so."""
+    def parse(self, body: bytes | str) -> tuple[Any, dict[str, Any]]:
+        """Body -> ``(instances, kwargs)``, with b64 objects decoded if the rule says so.
+
+        For predictors with ``numeric_instances`` a regular numeric body becomes a 2-D
+        array straight from the bytes (:mod:`predictor_runtime.fastparse`).
+        """
+        if self._numeric_dtype is not None and isinstance(body, bytes):
+            arr = fastparse.numeric_instances(body, self._numeric_dtype)
+            if arr is not None:
+                return arr, {}
         payload = codecs.parse_json(body, nan_as_null=self.model.nan_as_null)
         instances, kwargs = codecs.split_request(payload)
         if self.decode:

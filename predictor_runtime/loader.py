@@ -37,6 +37,8 @@ class LoadedModel:
     decode_b64: bool = True
     accepts_kwargs: bool = True
     nan_as_null: bool = False
+    #: dtype for the numeric fast path (:mod:`predictor_runtime.fastparse`), or None.
+    numeric_dtype: Any = None
 
     @classmethod
     def wrap(cls, predictor: Any, framework: str, model_dir: str) -> LoadedModel:
@@ -58,7 +60,22 @@ class LoadedModel:
             decode_b64=decode if isinstance(decode, bool) else True,
             accepts_kwargs=accepts_kwargs(type(predictor)),
             nan_as_null=getattr(predictor, "nan_as_null", False) is True,
+            numeric_dtype=_numeric_dtype(getattr(predictor, "numeric_instances", False)),
         )
+
+
+def _numeric_dtype(flag: Any) -> Any:
+    """``numeric_instances`` class attribute -> numpy dtype (True: float64) or None."""
+    import numpy as np
+
+    if flag is True:
+        return np.dtype(np.float64)
+    if isinstance(flag, str):
+        try:
+            return np.dtype(flag)
+        except TypeError:
+            return None
+    return None
 
 
 def choose_framework(

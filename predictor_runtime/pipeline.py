@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from . import codecs
@@ -103,9 +103,27 @@ class Pipeline:
         return await self.batcher.predict(instances, kwargs, alive=alive)
 
     async def predict_body(
-        self, body: bytes | str, *, alive: Callable[[], bool] | None = None
+        self,
+        body: bytes | str | Callable[[], Awaitable[bytes]],
+        *,
+        alive: Callable[[], bool] | None = None,
     ) -> bytes:
-        """A JSON request body -> the JSON success body; raises on failure."""
+        """A JSON request body -> the JSON success body; raises on failure.
+
+        ``body`` may be a coroutine function that reads it (``Request.body``): the batcher
+        is then told before the read that a request is coming (:meth:`Batcher.announce`),
+        so concurrent large requests are merged into one model call.
+        """
+        if callable(body):
+            batcher = self.batcher
+            batcher.announce()
+            try:
+                instances, kwargs = await self.parse(await body())
+            except BaseException:
+                batcher.withdraw()
+                raise
+            preds = await batcher.predict(instances, kwargs, alive=alive, announced=True)
+            return codecs.predictions_body(preds)
         instances, kwargs = await self.parse(body)
         return codecs.predictions_body(await self.predict(instances, kwargs, alive=alive))
 

@@ -166,6 +166,11 @@ class Request:
             return None
         return lambda: not cycle.disconnected
 
+    @property
+    def received(self) -> bytes | None:
+        """The body if :meth:`body` has read it already, else None."""
+        return self._body
+
     async def body(self) -> bytes:
         """The whole request body, refusing more than ``max_body`` bytes (413).
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import httpx
+import orjson
 import pytest
 
 from predictor_runtime.batching import Batcher, _Item, kwargs_key
@@ -176,3 +178,57 @@ def test_adaptive_wait_only_when_the_next_rows_could_join():
 
     before, small, lone, large = asyncio.run(main())
     assert before == 0.0 and small > 0.0 and lone == 0.0 and large == 0.0
+
+
+def test_large_requests_still_arriving_are_waited_for(live_factory):
+    """Four large requests whose headers arrived before any body are merged into one call.
+
+    The batcher learns of a request when its handler starts (before the body is read), so
+    an idle model waits for the bodies still on their way instead of running the first
+    request alone: merging of large concurrent requests does not depend on timing.
+    """
+    import socket
+
+    from echo_predictor import EchoPredictor
+
+    srv = live_factory(max_batch_size=4096, predictor=EchoPredictor(delay=0.05))
+    rows = 200
+    httpx.post(f"{srv.url}/v1/models/echo:predict", json={"instances": list(range(rows))})
+    srv.batches.clear()
+    port = int(srv.url.rsplit(":", 1)[1])
+    bodies = [orjson.dumps({"instances": [f"r{i}-{j}" for j in range(rows)]}) for i in range(4)]
+    socks = []
+    for body in bodies:  # every request announced (headers sent), no body complete yet
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(
+            b"POST /v1/models/echo:predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:10]
+        )
+        socks.append(s)
+    batcher = srv.app.registry.version("echo").batcher
+    wait_for(lambda: batcher._arriving == 4)
+    socks[0].sendall(bodies[0][10:])  # the first request is queued while 3 still arrive
+    wait_for(lambda: batcher._arriving == 3)
+    for s, body in zip(socks[1:], bodies[1:], strict=True):
+        s.sendall(body[10:])
+    answers = []
+    for s in socks:
+        s.settimeout(10)
+        data = b""
+        while b'"predictions"' not in data or not data.rstrip().endswith(b"]}"):
+            chunk = s.recv(65536)
+            assert chunk, data
+            data += chunk
+        answers.append(orjson.loads(data.split(b"\r\n\r\n", 1)[1]))
+        s.close()
+    for i, out in enumerate(answers):
+        assert [p["id"] for p in out["predictions"]] == [f"r{i}-{j}" for j in range(rows)]
+    assert srv.batches == [(4 * rows, 4)]
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    """Poll ``condition`` until true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)

@@ -73,6 +73,9 @@ def status_of(err: HttpError) -> tuple[int, str]:
 
 
 def test_full_lifecycle_with_google_client(ml, echo_model, tmp_path):
+    # trained first: a slow training between two calls would outlast the server's
+    # keep-alive timeout and close httplib2's pooled connection
+    sk_dir = sklearn_model(tmp_path)
     models = ml.projects().models()
     versions = models.versions()
     # model
@@ -131,7 +134,7 @@ def test_full_lifecycle_with_google_client(ml, echo_model, tmp_path):
     # version 2: scikit-learn, framework detected from the files
     op = versions.create(
         parent=f"{P}/models/shop",
-        body={"name": "v2", "deploymentUri": str(sklearn_model(tmp_path)), "labels": {"k": "v"}},
+        body={"name": "v2", "deploymentUri": str(sk_dir), "labels": {"k": "v"}},
     ).execute()
     done = wait_done(ml, op)
     assert done["response"]["framework"] == "SCIKIT_LEARN"

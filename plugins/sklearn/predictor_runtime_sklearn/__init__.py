@@ -33,6 +33,8 @@ class SklearnFramework:
     decode_b64 = False
     nan_as_null = True
     batching = True
+    #: regular numeric bodies are parsed straight into a float64 array (core fastparse)
+    numeric_instances = "float64"
 
     @classmethod
     def from_path(cls, model_dir: str) -> Any:

@@ -41,6 +41,8 @@ class XGBoostFramework:
     decode_b64 = False
     nan_as_null = True
     batching = True
+    #: regular numeric bodies are parsed straight into a float32 array (core fastparse)
+    numeric_instances = "float32"
 
     @classmethod
     def from_path(cls, model_dir: str) -> Any:

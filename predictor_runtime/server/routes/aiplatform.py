@@ -31,7 +31,6 @@ def register(router: Router, ctx: ServerContext) -> None:
         params = req.params
         model, version_name = params["model"], params.get("version")
         m_label = v_label = ""
-        body = b""
         version = None
         close = False
         try:
@@ -43,8 +42,7 @@ def register(router: Router, ctx: ServerContext) -> None:
                 m_label, v_label = version.model, version.name
                 pipeline = version.ready()
             m_label, v_label = version.model, version.name
-            body = await req.body()
-            out = await pipeline.predict_body(body, alive=req.alive())
+            out = await pipeline.predict_body(req.body, alive=req.alive())
             version.last_use_time = time.time()
             status = 200
         except ClientDisconnected:
@@ -58,6 +56,7 @@ def register(router: Router, ctx: ServerContext) -> None:
                 close = getattr(exc, "close_connection", False)
         if metrics is not None:
             metrics.observe_request(m_label, v_label, status, time.perf_counter() - started)
+        body = req.received
         if body and version is not None:
             log_config = version.request_logging_config
             if log_config is not None and state.request_logger is not None:
