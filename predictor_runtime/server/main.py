@@ -201,6 +201,8 @@ def _serve_on(config: ServeConfig, sock: object, state_dir: str, out: TextIO) ->
     out.flush()
 
     def announce() -> None:
+        if config.options.state_url:
+            out.write(f"Shared state: {mask_url(config.options.state_url)}\n")
         out.write(f"Listening on {base} (workers: {opts.workers}; predict: POST {predict_url})\n")
         out.flush()
 

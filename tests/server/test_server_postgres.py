@@ -53,6 +53,7 @@ def test_a_version_created_on_one_process_serves_on_the_other(
         env={"PREDICTOR_RUNTIME_STATE_URL": url},
     )
     assert httpx.get(b.url + "/readyz").status_code == 200
+    assert f"Shared state: {mask_url(url)}" in b.banner
 
     assert httpx.post(a.url + BASE, json={"name": "shared"}).status_code == 200
     body = {
