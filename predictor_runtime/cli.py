@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--text-instances", metavar="FILE", help="one string instance per line; - for stdin"
     )
     p.add_argument("--signature-name", help="TensorFlow signature (passed as signature_name)")
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="call predict_stream and print each chunk as one JSON line, as produced",
+    )
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("serve", help="serve models over HTTP (AI Platform compatible API)")
@@ -260,8 +265,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
             instances = codecs.decode_b64(instances)
     if args.signature_name:
         kwargs["signature_name"] = args.signature_name
+    if args.stream:
+        return _print_stream(pipeline, instances, kwargs)
     out = pipeline.run(lambda p: p.predict(instances, kwargs))
     sys.stdout.write(codecs.predictions_body(out).decode("utf-8") + "\n")
+    return 0
+
+
+def _print_stream(pipeline: Any, instances: list[Any], kwargs: dict[str, Any]) -> int:
+    """``predict --stream``: one JSON line per ``predict_stream`` chunk, flushed at once."""
+    from . import codecs
+
+    async def consume(p: Any) -> None:
+        async for chunk in p.stream(instances, kwargs):
+            sys.stdout.write(codecs.dumps(chunk).decode("utf-8") + "\n")
+            sys.stdout.flush()
+
+    pipeline.run(consume)
     return 0
 
 

@@ -1,1 +1,2 @@
-"""Bundled examples (``iris``: a classic AI Platform custom prediction routine)."""
+"""Bundled examples (``iris``: a classic AI Platform custom prediction routine;
+``streaming``: a predictor with ``predict_stream``, served as Server-Sent Events)."""
