@@ -74,6 +74,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX operations_pending ON operations (pending_key)",
         ),
     ),
+    Migration(
+        3,
+        "tasks: the shared async task queue (predictor_runtime.tasks.pgstore)",
+        (
+            "CREATE TABLE tasks (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, "
+            "model TEXT NOT NULL, status TEXT NOT NULL, body BYTEA NOT NULL, "
+            "return_pickled BOOLEAN NOT NULL DEFAULT FALSE, base_url TEXT NOT NULL DEFAULT '', "
+            "callback_url TEXT, callback_auth TEXT, created_at DOUBLE PRECISION NOT NULL, "
+            "started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION, owner TEXT, "
+            "lease_until DOUBLE PRECISION, attempts INTEGER NOT NULL DEFAULT 0, result TEXT, "
+            "result_blob BYTEA, traceback TEXT, status_code INTEGER, "
+            "callback_status TEXT NOT NULL DEFAULT 'NONE', "
+            "callback_attempts INTEGER NOT NULL DEFAULT 0, callback_error TEXT, "
+            "callback_next_at DOUBLE PRECISION, callback_deadline DOUBLE PRECISION, "
+            "callback_owner TEXT, callback_lease_until DOUBLE PRECISION)",
+            "CREATE INDEX tasks_status_model_seq ON tasks (status, model, seq)",
+            "CREATE INDEX tasks_lease ON tasks (lease_until) WHERE status = 'STARTED'",
+            "CREATE INDEX tasks_callback ON tasks (callback_status, callback_next_at)",
+            "CREATE INDEX tasks_finished ON tasks (finished_at)",
+        ),
+    ),
 )
 
 
