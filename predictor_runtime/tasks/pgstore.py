@@ -146,26 +146,30 @@ class PostgresTaskStore:
     def finish(
         self, outcomes: Sequence[Outcome], owner: str, *, now: float | None = None
     ) -> list[str]:
-        """Record how tasks held by ``owner`` ended; returns the ids recorded."""
+        """Record how tasks held by ``owner`` ended (one statement); returns the ids recorded."""
+        if not outcomes:
+            return []
         now = time.time() if now is None else now
-        done: list[str] = []
         with self._tx() as c:
-            for o in outcomes:
-                c.execute(
-                    "UPDATE tasks SET status = %s, result = %s, result_blob = %s, "
-                    "traceback = %s, status_code = %s, finished_at = %s, lease_until = NULL, "
-                    "callback_status = CASE WHEN callback_url IS NULL THEN %s ELSE %s END, "
-                    "callback_next_at = %s, callback_deadline = %s "
-                    "WHERE id = %s AND status = %s AND owner = %s",
-                    (
-                        o.status, o.result, o.result_blob, o.traceback, o.status_code, now,
-                        CB_NONE, CB_PENDING, now, now + self.callback_seconds, o.id, STARTED,
-                        owner,
-                    ),
-                )  # fmt: skip
-                if c.rowcount:
-                    done.append(o.id)
-        return done
+            c.execute(
+                "UPDATE tasks t SET status = o.status, result = o.result, "
+                "result_blob = o.blob, traceback = o.traceback, status_code = o.code, "
+                "finished_at = %s, lease_until = NULL, "
+                "callback_status = CASE WHEN t.callback_url IS NULL THEN %s ELSE %s END, "
+                "callback_next_at = %s, callback_deadline = %s "
+                "FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::text[], "
+                "%s::int[]) AS o(id, status, result, blob, traceback, code) "
+                "WHERE t.id = o.id AND t.status = %s AND t.owner = %s RETURNING t.id",
+                (
+                    now, CB_NONE, CB_PENDING, now, now + self.callback_seconds,
+                    [o.id for o in outcomes], [o.status for o in outcomes],
+                    [o.result for o in outcomes], [o.result_blob for o in outcomes],
+                    [o.traceback for o in outcomes], [o.status_code for o in outcomes],
+                    STARTED, owner,
+                ),
+            )  # fmt: skip
+            recorded = {row[0] for row in c.fetchall()}
+        return [o.id for o in outcomes if o.id in recorded]
 
     def get(self, task_id: str) -> Task | None:
         """One task, or None."""
