@@ -290,9 +290,7 @@ class ManagedState:
                     store.put_model(rec, tx)
             for m in self.registry.models.values():
                 m.ephemeral = True
-                rec = store.get_model(m.name, tx)
-                if rec is None:
-                    rec = model_record(m)
+                rec = store.get_model(m.name, tx) or model_record(m)
                 for v in m.versions.values():
                     v.ephemeral = True
                     if rec.get("defaultVersion") is None:
