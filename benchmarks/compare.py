@@ -38,6 +38,10 @@ Usage::
         [--json out.json]
 
 Needs ``wrk`` and ``taskset`` and 2 cores; about 8 minutes with the defaults.
+
+``--v2 [--rounds 3]``: W2 only, over the Open Inference Protocol V2: our V1 JSON, V2 JSON
+and V2 binary (Triton's binary tensors) against MLServer's V2 JSON, in rounds
+(:mod:`v2bench`; about 2 minutes per round).
 """
 
 from __future__ import annotations
@@ -368,6 +372,10 @@ def main() -> int:
     ap.add_argument("--servers", default="ours,mlserver,kserve", help="comma-separated subset")
     ap.add_argument("--max-minutes", type=float, default=20, help="skip what is left after this")
     ap.add_argument("--json", help="also write all results as JSON here")
+    ap.add_argument("--v2", action="store_true",
+                    help="W2 only: our V1 JSON, V2 JSON and V2 binary vs MLServer V2 JSON "
+                         "(benchmarks/v2bench.py)")  # fmt: skip
+    ap.add_argument("--rounds", type=int, default=3, help="--v2: repeat the whole sequence")
     args = ap.parse_args()
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         sys.stderr.write("error: needs wrk and taskset (apt-get install wrk util-linux)\n")
@@ -376,6 +384,10 @@ def main() -> int:
     kserve_pythons = args.kserve_python or [args.anchors_python]
     deadline = time.monotonic() + args.max_minutes * 60
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
+    if args.v2:
+        import v2bench
+
+        return v2bench.run(args)
 
     versions = {"mlserver": version_of(args.anchors_python, "mlserver")}
     kserve_labels = {p: f"{KSERVE} {version_of(p, 'kserve')}" for p in kserve_pythons}

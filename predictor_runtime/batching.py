@@ -36,7 +36,9 @@ Guarantees (each a bug seen in another server, see research notes section B):
   a request that alone has ``max_batch_size`` rows or more goes alone (the dispatcher
   splits it into micro-batches);
 - each caller gets exactly its own rows back, in order (the merged output is sliced);
-- requests whose kwargs differ are never merged (grouped by a canonical JSON key);
+- requests whose kwargs differ are never merged (grouped by a canonical JSON key), nor
+  JSON instances with arrays, nor arrays of different dtypes or row shapes (V2 tensors
+  of one kind concatenate into one array: :func:`~predictor_runtime.tensors.batch_key`);
 - predictors with ``batching = False`` are never merged;
 - a bad instance fails only the request it belongs to: an
   :class:`~predictor_runtime.errors.InvalidInstanceError` from a merged call is mapped back
@@ -62,6 +64,7 @@ import orjson
 
 from .dispatcher import Dispatcher
 from .errors import InvalidInstanceError
+from .tensors import TensorBatch, batch_key
 
 DEFAULT_MAX_BATCH_DELAY_MS = 0.0
 #: Adaptive wait: wait for the previous batch's callers to come back for at most this fraction of the (smoothed) model call time ...
@@ -82,7 +85,10 @@ BatchHook = Callable[[int, int, float], None]
 
 
 def merge_instances(parts: list[Any]) -> Any:
-    """Concatenate the instances of several requests: arrays (V2 tensors) stay one array."""
+    """Concatenate the instances of several requests: arrays (V2 tensors) stay one array,
+    named tensors (:class:`~predictor_runtime.tensors.TensorBatch`) one batch."""
+    if all(isinstance(p, TensorBatch) for p in parts):
+        return TensorBatch.concat(parts)
     if all(isinstance(p, np.ndarray) for p in parts):
         first = parts[0]
         if all(p.shape[1:] == first.shape[1:] and p.dtype == first.dtype for p in parts):
@@ -203,7 +209,8 @@ class Batcher:
             self._arriving -= 1
         kwargs = kwargs or {}
         fut: asyncio.Future[Any] = loop.create_future()
-        item = _Item(instances, kwargs, kwargs_key(kwargs), fut, alive, loop.time())
+        key = kwargs_key(kwargs) + b"\x00" + batch_key(instances)
+        item = _Item(instances, kwargs, key, fut, alive, loop.time())
         self._queue.append(item)
         self._queued_rows += item.n
         assert self._wake is not None

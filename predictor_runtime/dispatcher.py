@@ -21,6 +21,7 @@ from .errors import (
     PredictorRuntimeError,
 )
 from .loader import LoadedModel
+from .tensors import TensorBatch
 
 DecodeRule = Literal["auto", "always", "never"]
 DEFAULT_MAX_BATCH_SIZE = 4096
@@ -52,6 +53,8 @@ class Dispatcher:
         self.max_batch_size = max_batch_size
         self.decode = model.decode_b64 if decode_b64 == "auto" else decode_b64 == "always"
         self._predict = model.predictor.predict
+        tensors = getattr(model.predictor, "predict_tensors", None)
+        self._predict_tensors = tensors if callable(tensors) else None
         self._numeric_dtype = model.numeric_dtype if fastparse.available() else None
 
     def parse(self, body: bytes | str) -> tuple[Any, dict[str, Any]]:
@@ -73,7 +76,11 @@ class Dispatcher:
     def predict(self, instances: Sequence[Any], kwargs: dict[str, Any] | None = None) -> Any:
         """Predictions for ``instances``: one per instance (a list or an array).
 
-        Large inputs are split into micro-batches of ``max_batch_size`` rows.
+        ``instances`` may also be a 2-D array (V2 tensors) or a
+        :class:`~predictor_runtime.tensors.TensorBatch` of named tensors, which goes to the
+        predictor's ``predict_tensors(inputs, **kwargs)``; a dict it returns comes back as
+        a TensorBatch (one row per instance in every output). Large inputs are split into
+        micro-batches of ``max_batch_size`` rows.
         """
         kwargs = kwargs or {}
         if kwargs and not self.model.accepts_kwargs:
@@ -98,8 +105,12 @@ class Dispatcher:
     def _call(
         self, instances: Sequence[Any], kwargs: dict[str, Any], offset: int, *, check: bool = True
     ) -> Any:
+        tensors = isinstance(instances, TensorBatch)
         try:
-            out = self._predict(instances, **kwargs)
+            if tensors:
+                out = self._call_tensors(instances, kwargs)  # type: ignore[arg-type]
+            else:
+                out = self._predict(instances, **kwargs)
         except InvalidInstanceError as exc:
             raise exc.shifted(offset) from None
         except PredictorRuntimeError:
@@ -107,7 +118,13 @@ class Dispatcher:
         except Exception as exc:
             raise PredictionFailedError(f"{type(exc).__name__}: {exc}") from exc
         if isinstance(out, dict):
-            out = codecs.rowify(out, len(instances) if check else None)
+            if tensors:
+                try:
+                    out = TensorBatch(out)
+                except ValueError as exc:
+                    raise InvalidOutputError(f"predict_tensors returned {exc}") from None
+            else:
+                out = codecs.rowify(out, len(instances) if check else None)
         if check:
             try:
                 count = len(out)
@@ -122,6 +139,12 @@ class Dispatcher:
                     "(set batching = False on the predictor class if that is intended)"
                 )
         return out
+
+    def _call_tensors(self, batch: TensorBatch, kwargs: dict[str, Any]) -> Any:
+        if self._predict_tensors is None:
+            name = type(self.model.predictor).__name__
+            raise InvalidRequestError(f"{name} has no predict_tensors method for named tensors")
+        return self._predict_tensors(batch.arrays, **kwargs)
 
     def predict_body(self, body: bytes | str) -> bytes:
         """A request body -> the success response body; raises on failure."""
@@ -139,7 +162,9 @@ class Dispatcher:
 
 
 def concat(parts: list[Any]) -> Any:
-    """Join per-batch prediction lists/arrays in order."""
+    """Join per-batch prediction lists/arrays (or tensor batches) in order."""
+    if all(isinstance(p, TensorBatch) for p in parts):
+        return TensorBatch.concat(parts)
     if all(isinstance(p, np.ndarray) for p in parts):
         shapes = {p.shape[1:] for p in parts}
         if len(shapes) == 1:

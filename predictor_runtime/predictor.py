@@ -28,6 +28,17 @@ class Predictor(ABC):
     - ``decode_b64`` (default True for custom predictors): whether ``{"b64": ...}``
       objects are decoded to ``bytes`` before ``predict`` sees them, under the default
       ``auto`` rule.
+
+    Optional methods, found by presence (Open Inference Protocol V2, README "Open
+    Inference Protocol V2"):
+
+    - ``predict_tensors(inputs: dict[str, numpy.ndarray], **kwargs)``: named input tensors
+      sharing their first (batch) dimension -> an array or ``{output name: array}`` with
+      one entry per row. Without it, V2 requests must send one tensor, whose rows become
+      ``instances`` (``array.tolist()`` for custom classes).
+    - ``tensor_metadata() -> {"inputs": [...], "outputs": [...]}``: ``{"name", "datatype",
+      "shape"}`` per tensor (``-1`` for the batch and unknown dimensions), answered by
+      ``GET /v2/models/{m}``.
     """
 
     batching: ClassVar[bool] = True

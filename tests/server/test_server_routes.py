@@ -88,7 +88,7 @@ def test_404_unknown_model_or_version(live, path, needle):
 
 
 @pytest.mark.parametrize(
-    "path", ["/", "/v2/models/echo/infer", "/v1/models/echo:explain", "/v1/models/echo/x/y"]
+    "path", ["/", "/v3/models/echo/infer", "/v1/models/echo:explain", "/v1/models/echo/x/y"]
 )
 def test_404_unknown_route_uses_google_envelope(live, path):
     r = httpx.post(live.url + path, json={"instances": [1]})

@@ -124,8 +124,32 @@ class SklearnPredictor(SklearnFramework):
 
     # -- instances -> model input ---------------------------------------------------
 
-    def batch(self, instances: list[Any]) -> Any:
-        """Lists of numbers -> 2-D float64 array; objects -> DataFrame (named inputs)."""
+    def tensor_metadata(self) -> dict[str, Any]:
+        """V2 model metadata: one ``[-1, n_features]`` input, one ``predict`` output."""
+        from predictor_runtime.tensors import datatype_of
+
+        classes = getattr(self.model, "classes_", None)
+        out_type = datatype_of(np.asarray(classes).dtype) if classes is not None else "FP64"
+        return {
+            "inputs": [
+                {"name": "input_0", "datatype": "FP64", "shape": [-1, self.n_features or -1]}
+            ],
+            "outputs": [{"name": "predict", "datatype": out_type, "shape": [-1]}],
+        }
+
+    def batch(self, instances: Any) -> Any:
+        """Lists of numbers -> 2-D float64 array; objects -> DataFrame (named inputs).
+
+        A numeric 2-D array (a V2 tensor) is used as it is: float32 and float64 without a
+        copy, integers and booleans converted to float64.
+        """
+        if isinstance(instances, np.ndarray) and instances.dtype.kind in "biuf":
+            X = array_batch(instances, self.n_features)
+            if self.feature_names is not None:
+                import pandas as pd
+
+                return pd.DataFrame(X, columns=self.feature_names, copy=False)
+            return X
         if isinstance(instances[0], dict):
             return self._named(instances)
         try:
@@ -164,6 +188,17 @@ class SklearnPredictor(SklearnFramework):
             if dtype.kind == "O":  # mixed values; pure strings are "str" or object dtype
                 _check_column(str(name), columns[str(name)])
         return frame
+
+
+def array_batch(arr: np.ndarray, n_features: int | None) -> np.ndarray:
+    """A numeric array as a 2-D float batch (no copy for float arrays), checked for width."""
+    if arr.ndim == 1 and n_features == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2:
+        raise InvalidInstanceError(0, f"expected a 2-D batch [rows, features], got {arr.ndim}-D")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise InvalidInstanceError(0, f"expected {n_features} features, got {arr.shape[1]}")
+    return arr if arr.dtype.kind == "f" and arr.itemsize >= 4 else arr.astype(np.float64)
 
 
 def _check_column(name: str, values: list[Any]) -> None:

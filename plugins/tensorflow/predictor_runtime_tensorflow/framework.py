@@ -277,6 +277,66 @@ class Signature:
             for spec in self.inputs
         }
 
+    def tensor_feed(self, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Named arrays (V2 tensors) -> ``{input name: tensor}``, checked against the
+        signature's names, dtypes and shapes. A single tensor feeds a single-input
+        signature whatever its name."""
+        if self.problem is not None:
+            raise InvalidRequestError(f"Signature {self.key!r} cannot be served: {self.problem}")
+        if len(self.inputs) == 1 and len(inputs) == 1:
+            arrays = {self.input_names[0]: next(iter(inputs.values()))}
+        else:
+            arrays = inputs
+            if set(arrays) != set(self.input_names):
+                raise InvalidRequestError(
+                    f"Signature {self.key!r} takes inputs {sorted(self.input_names)}; "
+                    f"got {sorted(arrays)}"
+                )
+        feed = {}
+        for spec in self.inputs:
+            arr = arrays[spec.name]
+            kind = arr.dtype.kind
+            ok = {
+                "string": kind in "OSU",
+                "bool": kind == "b",
+                "int": kind in "iu",
+                "float": kind in "iuf",
+            }[spec.kind]
+            if not ok:
+                raise InvalidRequestError(
+                    f"input {spec.name!r}: expected {spec.dtype.name} values, got {arr.dtype}"
+                )
+            expected = spec.shape
+            if expected is not None and not _compatible(arr.shape, expected):
+                dims = ", ".join("-1" if d is None else str(d) for d in expected)
+                raise InvalidRequestError(
+                    f"input {spec.name!r}: expected shape [{dims}], got {list(arr.shape)}"
+                )
+            if spec.kind != "string":
+                arr = arr.astype(spec.np_dtype, copy=False)
+            feed[spec.name] = self._convert(arr, dtype=spec.dtype)
+        return feed
+
+    def metadata(self) -> dict[str, Any]:
+        """V2 tensor metadata of this signature (names, datatypes, shapes; -1 unknown)."""
+        from predictor_runtime.tensors import datatype_of
+
+        def entry(name: str, spec: Any) -> dict[str, Any]:
+            dtype = spec.dtype
+            datatype = "BYTES" if dtype.name == "string" else datatype_of(dtype.as_numpy_dtype)
+            dims = spec.shape
+            if hasattr(dims, "rank"):  # a TensorShape (outputs); inputs keep a tuple or None
+                dims = None if dims.rank is None else tuple(dims.as_list())
+            shape = [-1] if dims is None else [-1 if d is None else d for d in dims]
+            return {"name": name, "datatype": datatype, "shape": shape}
+
+        inputs = [entry(i.name, i) for i in self.inputs]
+        outs = getattr(self.fn, "structured_outputs", None)
+        if not isinstance(outs, dict):
+            outs = {"output_0": outs} if outs is not None else {}
+        outputs = [entry(k, v) for k, v in outs.items() if hasattr(v, "dtype")]
+        return {"inputs": inputs, "outputs": outputs}
+
     # -- outputs --------------------------------------------------------------------------
 
     def results(self, outputs: Any, n: int) -> Any:
@@ -403,6 +463,34 @@ class TensorFlowFramework:
                 f"No signature found for signature key {name!r}. Available signatures: {available}"
             )
             raise InvalidRequestError(msg) from None
+
+    def tensor_metadata(self) -> dict[str, Any]:
+        """V2 model metadata: the default signature's inputs and outputs."""
+        key = self.default_signature or next(iter(self.signatures))
+        return self.signatures[key].metadata()
+
+    def predict_tensors(self, inputs: dict[str, np.ndarray], **kwargs: Any) -> dict[str, Any]:
+        """Run the chosen signature on named tensors (V2); returns ``{output: array}``."""
+        sig = self.signature(kwargs.get("signature_name"))
+        feed = sig.tensor_feed(inputs)
+        n = len(next(iter(inputs.values())))
+        try:
+            outputs = sig.fn(**feed)
+        except Exception as exc:
+            detail = f"Exception during running the graph: {graph_error_message(exc)}"
+            raise PredictionFailedError(detail) from exc
+        if not isinstance(outputs, dict):
+            outputs = {"output_0": outputs}
+        result = {}
+        for name, tensor in outputs.items():
+            arr = tensor.numpy() if hasattr(tensor, "numpy") else np.asarray(tensor)
+            if arr.ndim == 0 or arr.shape[0] != n:
+                raise InvalidOutputError(
+                    f"output {name!r} of signature {sig.key!r} has shape {list(arr.shape)}; "
+                    f"expected one entry per instance ({n}) along the first dimension"
+                )
+            result[name] = arr
+        return result
 
     def predict(self, instances: Sequence[Any], **kwargs: Any) -> Any:
         """Run the chosen signature on ``instances``; other request keys are ignored."""

@@ -122,8 +122,47 @@ class XGBoostPredictor(XGBoostFramework):
         X = self.batch(instances)
         return self._inplace_predict(X, missing=np.nan, validate_features=False)
 
-    def batch(self, instances: list[Any]) -> np.ndarray:
-        """Lists of numbers (or objects keyed by feature name) -> 2-D float32, null -> NaN."""
+    def tensor_metadata(self) -> dict[str, Any]:
+        """V2 model metadata: one ``[-1, n_features]`` FP32 input, one ``predict`` output
+        (``[-1, num_class]`` for ``multi:softprob``, ``[-1, targets]`` for several targets)."""
+        import json
+
+        shape = [-1]
+        try:
+            learner = json.loads(self.booster.save_config())["learner"]
+            params = learner.get("learner_model_param", {})
+            num_class = int(params.get("num_class", 0) or 0)
+            targets = int(params.get("num_target", 1) or 1)
+            if num_class > 1 and learner["objective"]["name"] == "multi:softprob":
+                shape = [-1, num_class]
+            elif targets > 1:
+                shape = [-1, targets]
+        except (KeyError, ValueError, TypeError):
+            shape = [-1]
+        return {
+            "inputs": [{"name": "input_0", "datatype": "FP32", "shape": [-1, self.n_features]}],
+            "outputs": [{"name": "predict", "datatype": "FP32", "shape": shape}],
+        }
+
+    def batch(self, instances: Any) -> np.ndarray:
+        """Lists of numbers (or objects keyed by feature name) -> 2-D float32, null -> NaN.
+
+        A 2-D float32 or float64 array (a V2 tensor) is passed to XGBoost as it is (no
+        copy: ``inplace_predict`` reads either); other numeric arrays become float32.
+        """
+        if isinstance(instances, np.ndarray) and instances.dtype.kind in "biuf":
+            X = instances
+            if X.ndim == 1 and self.n_features == 1:
+                X = X.reshape(-1, 1)
+            if X.ndim != 2:
+                raise InvalidInstanceError(
+                    0, f"expected a 2-D batch [rows, features], got {X.ndim}-D"
+                )
+            if X.shape[1] != self.n_features:
+                raise InvalidInstanceError(
+                    0, f"expected {self.n_features} features, got {X.shape[1]}"
+                )
+            return X if X.dtype.kind == "f" and X.itemsize >= 4 else X.astype(np.float32)
         if isinstance(instances[0], dict):
             return self._named(instances)
         return to_array(instances, dtype=np.float32, n_features=self.n_features)
