@@ -10,16 +10,19 @@ from .errors import (
     PredictorRuntimeError,
     UserCodeError,
 )
-from .hookspecs import hookimpl
-from .predictor import Predictor
+from .hookspecs import Registrar, hookimpl
+from .predictor import FrameworkClass, Predictor, PredictorLike
 
 __all__ = [
+    "FrameworkClass",
     "InvalidInstanceError",
     "InvalidRequestError",
     "ModelLoadError",
     "PredictionFailedError",
     "Predictor",
+    "PredictorLike",
     "PredictorRuntimeError",
+    "Registrar",
     "UserCodeError",
     "__version__",
     "hookimpl",

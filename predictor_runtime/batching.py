@@ -57,12 +57,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
 
-from .dispatcher import Dispatcher
 from .errors import InvalidInstanceError
 from .tensors import TensorBatch, batch_key
 
@@ -109,6 +108,19 @@ def kwargs_key(kwargs: dict[str, Any]) -> bytes:
         return repr(sorted(kwargs.items(), key=lambda kv: kv[0])).encode()
 
 
+class BatchTarget(Protocol):
+    """What a :class:`Batcher` calls: a :class:`~predictor_runtime.dispatcher.Dispatcher`,
+    or another model call with the same shape (the generative routes' ``embed``)."""
+
+    #: the loaded model (its ``batching`` attribute decides whether requests merge).
+    model: Any
+    max_batch_size: int
+
+    def predict(self, instances: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        """One result per instance, in order."""
+        ...
+
+
 class _Item:
     """One queued request."""
 
@@ -142,7 +154,7 @@ class _Item:
 
 
 class Batcher:
-    """Merges concurrent requests to one :class:`Dispatcher` (one model version).
+    """Merges concurrent requests to one :class:`BatchTarget` (one model version's dispatcher).
 
     :param dispatcher: the version's dispatcher; it does the parsing-free part
         (``predict(instances, kwargs)``) and micro-batches oversized requests.
@@ -156,7 +168,7 @@ class Batcher:
 
     def __init__(
         self,
-        dispatcher: Dispatcher,
+        dispatcher: BatchTarget,
         *,
         max_batch_size: int | None = None,
         max_batch_delay_ms: float = DEFAULT_MAX_BATCH_DELAY_MS,

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from .errors import InvalidRequestError, PredictorRuntimeError
+from .server import defaults as d
+from .statedir import DEFAULT_STATE_DIR, STATE_DIR_ENV
 
 
 class CliError(PredictorRuntimeError):
@@ -95,7 +97,11 @@ def _add_model_options(p: argparse.ArgumentParser, *, required: bool) -> None:
         default=None,
         help="most instances per model call; larger requests are split (default 4096)",
     )
-    p.add_argument("--state-dir", help="state directory (default ./.predictor_runtime)")
+    p.add_argument(
+        "--state-dir",
+        help=f"state directory: package cache, server state (default: ${STATE_DIR_ENV}, "
+        f"else ./{DEFAULT_STATE_DIR})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,33 +138,47 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve models over HTTP (AI Platform compatible API)")
     _add_model_options(p, required=False)
     p.add_argument(
-        "--model-name", default="default", help="model name to serve it as (default: default)"
-    )
-    p.add_argument("--version-name", default="v1", help="version name to serve it as (default: v1)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument(
-        "--port", type=int, default=8080, help="TCP port; 0 picks a free one (default 8080)"
+        "--model-name",
+        default=d.DEFAULT_MODEL_NAME,
+        help="model name to serve it as (default: %(default)s)",
     )
     p.add_argument(
-        "--workers", type=int, default=1, help="worker processes sharing the port (default 1)"
+        "--version-name",
+        default=d.DEFAULT_VERSION_NAME,
+        help="version name to serve it as (default: %(default)s)",
+    )
+    p.add_argument(
+        "--host", default=d.DEFAULT_HOST, help="address to listen on (default %(default)s)"
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=d.DEFAULT_PORT,
+        help="TCP port; 0 picks a free one (default %(default)s)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=d.DEFAULT_WORKERS,
+        help="worker processes sharing the port (default %(default)s)",
     )
     p.add_argument(
         "--max-batch-delay-ms",
         type=float,
-        default=0.0,
+        default=d.DEFAULT_MAX_BATCH_DELAY_MS,
         help="extra wait for more rows before a model call (default 0: batch what is queued)",
     )
     p.add_argument(
         "--max-request-bytes",
         type=int,
-        default=1_572_864,
-        help="larger request bodies are answered 413 (default 1.5 MiB)",
+        default=d.DEFAULT_MAX_REQUEST_BYTES,
+        help="larger request bodies are answered 413 (default %(default)s bytes: 1.5 MiB)",
     )
     p.add_argument(
         "--graceful-timeout",
         type=float,
-        default=30.0,
-        help="seconds to let in-flight requests finish on SIGTERM/SIGINT (default 30)",
+        default=d.DEFAULT_GRACEFUL_TIMEOUT,
+        help="seconds to let in-flight requests finish on SIGTERM/SIGINT (default %(default)s)",
     )
     p.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")
     p.add_argument(
@@ -191,22 +211,23 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument(
         "--task-ttl",
         type=float,
-        default=86_400.0,
+        default=d.DEFAULT_TASK_TTL,
         metavar="SECONDS",
-        help="keep finished async tasks this long (default 86400)",
+        help="keep finished async tasks this long (default %(default)s)",
     )
     tasks.add_argument(
         "--max-pending-tasks",
         type=int,
-        default=100_000,
-        help="answer 429 beyond this many pending async tasks (default 100000)",
+        default=d.DEFAULT_MAX_PENDING_TASKS,
+        help="answer 429 beyond this many pending async tasks (default %(default)s)",
     )
     tasks.add_argument(
         "--task-lease",
         type=float,
-        default=60.0,
+        default=d.DEFAULT_TASK_LEASE,
         metavar="SECONDS",
-        help="a claimed task is claimed again if its process is silent this long (default 60)",
+        help="a claimed task is claimed again if its process is silent this long "
+        "(default %(default)s)",
     )
     scale = p.add_argument_group("state and scale-out")
     scale.add_argument(
@@ -337,7 +358,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from . import codecs
     from .plugins import framework_registry
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "framework": info.name,
             "api_name": info.api_name,

@@ -52,10 +52,18 @@ class Dispatcher:
         self.model = model
         self.max_batch_size = max_batch_size
         self.decode = model.decode_b64 if decode_b64 == "auto" else decode_b64 == "always"
-        self._predict = model.predictor.predict
+        self._predict = getattr(model.predictor, "predict", None) or self._no_predict
         tensors = getattr(model.predictor, "predict_tensors", None)
         self._predict_tensors = tensors if callable(tensors) else None
         self._numeric_dtype = model.numeric_dtype if fastparse.available() else None
+
+    def _no_predict(self, instances: Sequence[Any], **kwargs: Any) -> Any:
+        name = type(self.model.predictor).__name__
+        raise PredictorRuntimeError(
+            f"{name} has no predict method (a generative predictor: use the generative "
+            "routes, /v1beta/models/{model}:generateContent...)",
+            status=501,
+        )
 
     def parse(self, body: bytes | str) -> tuple[Any, dict[str, Any]]:
         """Body -> ``(instances, kwargs)``, with b64 objects decoded if the rule says so.

@@ -29,10 +29,13 @@ import numpy as np
 #: Bodies smaller than this take the general path (orjson is as fast there).
 MIN_BYTES = 4096
 
+_simdjson: Any = None  # the pysimdjson module when installed (untyped: its proxies vary)
 try:  # optional: an accelerator, never a requirement
-    import simdjson as _simdjson
+    import simdjson as _simdjson_module
+
+    _simdjson = _simdjson_module
 except ImportError:  # pragma: no cover - exercised only without the dependency
-    _simdjson = None
+    pass
 
 _local = threading.local()
 
@@ -45,7 +48,7 @@ def available() -> bool:
 def _parser() -> Any:
     parser = getattr(_local, "parser", None)
     if parser is None:
-        parser = _local.parser = _simdjson.Parser()  # type: ignore[union-attr]
+        parser = _local.parser = _simdjson.Parser()
     return parser
 
 

@@ -12,12 +12,12 @@ their own distributions) register through exactly the same hooks.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import pluggy
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from .predictor import FrameworkClass
 
 PROJECT_NAME = "predictor_runtime"
 
@@ -26,8 +26,24 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 """Marker for plugin hook implementations: ``@predictor_runtime.hookimpl``."""
 
 
+class Registrar(Protocol):
+    """What ``register_frameworks`` receives: call it (or its ``framework``) with a class.
+
+    The concrete object is :class:`predictor_runtime.plugins.FrameworkRegistrar`; it
+    validates each class and records which plugin registered it.
+    """
+
+    def __call__(self, cls: type[FrameworkClass]) -> None:
+        """Register one framework class (same as :meth:`framework`)."""
+        ...
+
+    def framework(self, cls: type[FrameworkClass]) -> None:
+        """Register one framework class."""
+        ...
+
+
 @hookspec
-def register_frameworks(register: Callable[[type], None]) -> None:
+def register_frameworks(register: Registrar) -> None:
     """Register framework classes: call ``register(cls)`` once per framework.
 
     A framework class is a Predictor (``from_path`` classmethod and ``predict``) with

@@ -19,17 +19,25 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import UserCodeError
+from .statedir import state_dir as resolve_state_dir
 
 ARCHIVE_SUFFIXES = (".whl", ".tar.gz", ".tgz", ".zip")
 
 
+#: Held while a version's packages are put on ``sys.path`` and its code is imported and
+#: loaded: ``sys.path`` and ``sys.modules`` are process-wide, and versions load in
+#: parallel threads (re-entrant: activation may happen inside a caller's hold).
+ACTIVATION_LOCK = threading.RLock()
+
+
 def default_state_dir() -> Path:
-    """``./.predictor_runtime`` unless ``PREDICTOR_RUNTIME_STATE_DIR`` says otherwise."""
-    return Path(os.environ.get("PREDICTOR_RUNTIME_STATE_DIR", ".predictor_runtime"))
+    """The state directory (see :func:`predictor_runtime.statedir.state_dir`)."""
+    return resolve_state_dir()
 
 
 def _sha256(path: Path) -> str:
@@ -104,12 +112,18 @@ def activate_packages(packages: Iterable[str | Path], state_dir: str | Path | No
     AI Platform routines of different versions often share module names (every one has a
     ``predictor.py``). Modules imported earlier from *other* activated packages are
     dropped from ``sys.modules`` first, so this version's code is the one imported;
-    objects already built from the earlier modules keep working.
+    objects already built from the earlier modules keep working. Hold
+    :data:`ACTIVATION_LOCK` around this and the imports that must see this version's code.
     """
-    cache = Path(state_dir if state_dir is not None else default_state_dir()) / "packages"
+    cache = resolve_state_dir(state_dir) / "packages"
     folders: list[str] = []
     for package in packages:
         folders.extend(str(p) for p in install_package(package, cache))
+    with ACTIVATION_LOCK:
+        _activate(folders)
+
+
+def _activate(folders: list[str]) -> None:
     others = tuple(f + os.sep for f in _ACTIVATED - set(folders))
     if others:
         for name, module in list(sys.modules.items()):

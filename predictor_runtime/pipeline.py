@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from . import codecs
@@ -69,6 +69,7 @@ class Pipeline:
             max_batch_delay_ms=max_batch_delay_ms,
             on_batch=on_batch,
         )
+        self._attachments: dict[str, Any] = {}
 
     @property
     def predictor(self) -> Any:
@@ -146,9 +147,24 @@ class Pipeline:
 
     # -- lifecycle ----------------------------------------------------------------------
 
+    def attachment(self, key: str, make: Callable[[Pipeline], T]) -> T:
+        """A per-model object a protocol module keeps (the generative routes' embedding
+        batcher), made by ``make(self)`` on first use and closed with the pipeline (its
+        ``aclose`` coroutine, if any, is awaited by :meth:`aclose`)."""
+        found = self._attachments.get(key)
+        if found is None:
+            found = self._attachments[key] = make(self)
+        return found
+
     async def aclose(self) -> None:
-        """Stop the batcher (pending callers get CancelledError)."""
+        """Stop the batcher and the attachments (pending callers get CancelledError)."""
         await self.batcher.aclose()
+        attachments, self._attachments = self._attachments, {}
+        for obj in attachments.values():
+            close = getattr(obj, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
 
     def run(self, coro_fn: Callable[[Pipeline], Coroutine[Any, Any, T]]) -> T:
         """Run ``coro_fn(self)`` to completion from synchronous code, then close."""
@@ -167,7 +183,7 @@ _DONE = object()
 
 async def iterate_in_thread(
     make: Callable[[], Iterator[Any]], *, safe: bool = False
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[Any, None]:
     """Iterate a blocking iterator in a thread of its own, yielding items as they come.
 
     The iterator is created, advanced and closed in that thread. When the consumer stops

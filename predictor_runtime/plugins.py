@@ -14,16 +14,18 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import CodeType, FrameType
+from typing import Any, cast
 
 import pluggy
 
 from . import hookspecs
 from .errors import FrameworkNotFoundError, PluginError
-from .predictor import validate_predictor_class
+from .predictor import FrameworkClass, validate_predictor_class
 
 ENTRYPOINT_GROUP = hookspecs.PROJECT_NAME
 BLOCK_ENV = "PREDICTOR_RUNTIME_BLOCK_PLUGINS"
@@ -34,7 +36,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = ("predictor_runtime.default_plugins.custom",)
 class FrameworkInfo:
     """A registered framework class and where it came from."""
 
-    cls: type
+    cls: type[FrameworkClass]
     plugin: str
     distribution: str
 
@@ -57,7 +59,7 @@ class FrameworkRegistry:
 
     frameworks: dict[str, FrameworkInfo] = field(default_factory=dict)
 
-    def register(self, cls: type, *, plugin: str, distribution: str) -> None:
+    def register(self, cls: type[Any], *, plugin: str, distribution: str) -> None:
         """Validate ``cls`` and add it; a name registered twice names both plugins."""
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not name:
@@ -75,7 +77,9 @@ class FrameworkRegistry:
             first = self.frameworks[name].plugin
             msg = f"Framework {name!r} is registered twice: by plugin {first!r} and by {plugin!r}"
             raise PluginError(msg)
-        self.frameworks[name] = FrameworkInfo(cls, plugin, distribution)
+        self.frameworks[name] = FrameworkInfo(
+            cast("type[FrameworkClass]", cls), plugin, distribution
+        )
 
     def get(self, name: str) -> FrameworkInfo:
         """The framework called ``name`` (CLI name or AI Platform ``api_name``)."""
@@ -146,23 +150,66 @@ def plugin_distributions(pm: pluggy.PluginManager) -> dict[str, str]:
     return out
 
 
-def collect_frameworks(pm: pluggy.PluginManager) -> FrameworkRegistry:
-    """Run every ``register_frameworks`` implementation into a fresh registry.
+class FrameworkRegistrar:
+    """The ``register`` argument of the ``register_frameworks`` hook.
 
-    Implementations are called one by one (in pluggy's call order) so that each
-    registration knows which plugin made it, for duplicate errors and ``plugins``.
+    Calling it (``register(cls)``) or :meth:`framework` validates the class and adds it
+    to :attr:`registry`, attributed to the plugin whose hook implementation made the call.
+    The hook runs through pluggy's hook caller (so hook wrappers, tracing and call
+    monitoring see it); the plugin is found by walking the caller's stack up to a
+    frame of one of the hook's implementations.
+
+    :param pm: the plugin manager whose ``register_frameworks`` implementations call it.
+    :param registry: the table to fill (a fresh one by default).
     """
-    registry = FrameworkRegistry()
-    dists = plugin_distributions(pm)
-    for impl in reversed(pm.hook.register_frameworks.get_hookimpls()):
-        plugin = impl.plugin_name
-        dist = dists.get(plugin, "?")
 
-        def register(cls: type, _plugin: str = plugin, _dist: str = dist) -> None:
-            registry.register(cls, plugin=_plugin, distribution=_dist)
+    def __init__(self, pm: pluggy.PluginManager, registry: FrameworkRegistry | None = None):
+        self.registry = registry if registry is not None else FrameworkRegistry()
+        self._dists = plugin_distributions(pm)
+        self._impls: dict[CodeType, list[tuple[object, str]]] = {}
+        for impl in pm.hook.register_frameworks.get_hookimpls():
+            fn: Any = impl.function
+            owner = getattr(fn, "__self__", None)
+            code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+            if code is not None:
+                self._impls.setdefault(code, []).append((owner, impl.plugin_name))
 
-        impl.function(register=register)
-    return registry
+    def __call__(self, cls: type[FrameworkClass]) -> None:
+        """Register one framework class (``register(cls)``)."""
+        self._add(cls, sys._getframe(1))
+
+    def framework(self, cls: type[FrameworkClass]) -> None:
+        """Register one framework class."""
+        self._add(cls, sys._getframe(1))
+
+    def _add(self, cls: type[Any], frame: FrameType | None) -> None:
+        plugin = self._plugin_of(frame)
+        self.registry.register(cls, plugin=plugin, distribution=self._dists.get(plugin, "?"))
+
+    def _plugin_of(self, frame: FrameType | None) -> str:
+        while frame is not None:
+            candidates = self._impls.get(frame.f_code)
+            if candidates:
+                if len(candidates) == 1:
+                    return candidates[0][1]
+                code = frame.f_code  # one method shared by several plugin instances
+                first = frame.f_locals.get(code.co_varnames[0]) if code.co_argcount else None
+                for owner, name in candidates:
+                    if owner is first:
+                        return name
+                return candidates[0][1]
+            frame = frame.f_back
+        return "?"
+
+
+def collect_frameworks(pm: pluggy.PluginManager) -> FrameworkRegistry:
+    """Call the ``register_frameworks`` hook (through pluggy) into a fresh registry.
+
+    Each registration knows which plugin made it, for duplicate errors and ``plugins``.
+    """
+    registrar = FrameworkRegistrar(pm)
+    pm.hook.register_frameworks(register=registrar)
+    return registrar.registry
 
 
 class _Runtime:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib
 import inspect
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from .errors import UserCodeError
 
@@ -58,7 +59,54 @@ class Predictor(ABC):
         """Create an instance from the model files in the local directory ``model_dir``."""
 
 
-def import_class(path: str) -> type:
+@runtime_checkable
+class PredictorLike(Protocol):
+    """What the runtime calls on a loaded predictor: ``predict(instances, **kwargs)``.
+
+    Structural: any object with such a method qualifies, whether or not its class
+    subclasses :class:`Predictor`.
+    """
+
+    def predict(self, instances: list[Any], **kwargs: Any) -> Any:
+        """One JSON-serializable prediction per instance."""
+        ...
+
+
+class FrameworkClass(Protocol):
+    """The contract of a framework class, as given to ``register(cls)``.
+
+    ``name`` is the CLI name (e.g. ``"sklearn"``), ``api_name`` the AI Platform
+    ``framework`` enum value (or None), ``model_files`` the file names or globs it
+    recognises in a model directory; ``from_path(model_dir)`` returns the loaded predictor
+    (may take further keyword options, as the built-in ``custom`` framework does). Optional
+    class attributes, read with defaults: ``decode_b64``, ``batching``, ``nan_as_null``
+    (bools; see :func:`predictor_runtime.hookspecs.register_frameworks`). Plain class
+    attributes satisfy the read-only members below.
+    """
+
+    name: str
+
+    @property
+    def api_name(self) -> str | None:
+        """AI Platform's ``framework`` enum value, e.g. ``"SCIKIT_LEARN"``, or None."""
+        ...
+
+    @property
+    def model_files(self) -> Sequence[str]:
+        """File names or globs this framework recognises in a model directory."""
+        ...
+
+    @classmethod
+    def from_path(cls, model_dir: str, /) -> PredictorLike:
+        """Load the model in the local directory ``model_dir``."""
+        ...
+
+    def predict(self, instances: list[Any], **kwargs: Any) -> Any:
+        """One JSON-serializable prediction per instance."""
+        ...
+
+
+def import_class(path: str) -> type[Any]:
     """Import ``module.Class`` or ``module:Class``; errors name the path and the problem."""
     if ":" in path:
         module_name, _, attr = path.partition(":")
@@ -94,8 +142,13 @@ def import_class(path: str) -> type:
     return cls
 
 
+#: methods that make a class a generative predictor, which then needs no ``predict``.
+GENERATIVE_METHODS = ("generate", "generate_stream", "embed", "count_tokens")
+
+
 def validate_predictor_class(cls: type) -> None:
-    """Check that ``cls`` has ``from_path`` and ``predict(self, instances, **kwargs)``.
+    """Check that ``cls`` has ``from_path`` and ``predict(self, instances, **kwargs)``
+    (or, instead of ``predict``, one of :data:`GENERATIVE_METHODS`).
 
     As AI Platform does, the positional parameters of ``predict`` must be exactly
     ``(self, instances)``; further parameters must be keyword-only or have defaults.
@@ -107,6 +160,8 @@ def validate_predictor_class(cls: type) -> None:
         raise UserCodeError(msg)
     predict = getattr(cls, "predict", None)
     if predict is None or not callable(predict):
+        if any(callable(getattr(cls, m, None)) for m in GENERATIVE_METHODS):
+            return  # a generative predictor (SPEC 9): serves the generative routes only
         msg = f"Prediction class {name} is missing the required predict method"
         raise UserCodeError(msg)
     try:
@@ -132,8 +187,11 @@ def validate_predictor_class(cls: type) -> None:
 
 def accepts_kwargs(cls: type) -> bool:
     """Whether ``cls.predict`` takes ``**kwargs`` (extra request keys can be passed)."""
+    predict = getattr(cls, "predict", None)
+    if predict is None:
+        return True
     try:
-        params = inspect.signature(cls.predict).parameters.values()
+        params = inspect.signature(predict).parameters.values()
     except (TypeError, ValueError):
         return True
     return any(p.kind is p.VAR_KEYWORD for p in params)

@@ -120,7 +120,8 @@ def batch_key(instances: Any) -> bytes:
     and row shape; a :class:`TensorBatch` only with batches of the same signature.
     """
     if isinstance(instances, np.ndarray):
-        return b"array:" + instances.dtype.str.encode() + repr(instances.shape[1:]).encode()
+        dtype: str = instances.dtype.str
+        return b"array:" + dtype.encode() + repr(instances.shape[1:]).encode()
     if isinstance(instances, TensorBatch):
         return b"tensors:" + instances.signature()
     return b""

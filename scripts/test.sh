@@ -30,6 +30,7 @@ if ! command -v initdb >/dev/null && ! compgen -G "/usr/lib/postgresql/*/bin/ini
 fi
 ruff check .
 ruff format --check .
+mypy predictor_runtime
 set +e
 python -m pytest "$@"
 status=$?

@@ -168,3 +168,57 @@ def test_bad_packages(tmp_path: Path) -> None:
     with pytest.raises(UserCodeError, match="broken-0.1.tar.gz failed to install"):
         install_package(broken, tmp_path / "cache")
     assert not any((tmp_path / "cache").glob("*/.complete"))
+
+
+SLOW_IMPORT = (
+    """
+import time
+time.sleep(0.05)  # a slow import widens the window in which another version could interfere
+"""
+    + PREDICTOR
+)
+
+
+@pytest.mark.usefixtures("clean_modules")
+def test_versions_loading_in_parallel_each_get_their_own_code(
+    tmp_path: Path, pm: pluggy.PluginManager, model_dir: Path
+) -> None:
+    """sys.path and sys.modules are process-wide: activation is serialised across threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    folders = {}
+    for tag in ("one", "two"):
+        folder = folders[tag] = tmp_path / f"code-{tag}"
+        folder.mkdir()
+        (folder / "parallel_name_predictor.py").write_text(SLOW_IMPORT.format(cls="P", tag=tag))
+
+    def load(tag: str) -> list[str]:
+        model = load_model(
+            model_dir,
+            prediction_class="parallel_name_predictor.P",
+            packages=[str(folders[tag])],
+            pm=pm,
+        )
+        return model.predictor.predict([0])
+
+    tags = ["one", "two"] * 4
+    with ThreadPoolExecutor(len(tags)) as pool:
+        assert list(pool.map(load, tags)) == [[tag] for tag in tags]
+
+
+@pytest.mark.usefixtures("clean_modules")
+def test_package_cache_honours_the_state_dir_variable(
+    tmp_path: Path, pm: pluggy.PluginManager, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from predictor_runtime.statedir import STATE_DIR_ENV, state_dir
+
+    monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path / "from-env"))
+    assert state_dir() == tmp_path / "from-env"
+    assert state_dir(tmp_path / "explicit") == tmp_path / "explicit"  # the flag wins
+    wheel = make_wheel(tmp_path, "env_predictor", "EnvPredictor", "env")
+    load_model(
+        model_dir, prediction_class="wpkg.env_predictor:EnvPredictor", packages=[str(wheel)], pm=pm
+    )
+    assert [p.name for p in (tmp_path / "from-env" / "packages").iterdir()] != []
+    monkeypatch.delenv(STATE_DIR_ENV)
+    assert str(state_dir()) == ".predictor_runtime"

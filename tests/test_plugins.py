@@ -80,6 +80,49 @@ def test_duplicate_name_names_both_plugins(pm: pluggy.PluginManager) -> None:
         collect_frameworks(pm)
 
 
+def test_frameworks_are_collected_through_the_hook_caller(pm: pluggy.PluginManager) -> None:
+    """Hook wrappers and pluggy's tracing see the ``register_frameworks`` call."""
+    seen: list[str] = []
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def register_frameworks(self, register):
+            seen.append("before")
+            register.framework(type("Wrapped", (EchoFramework,), {"name": "wrapped"}))
+            result = yield
+            seen.append("after")
+            return result
+
+    traced: list[tuple[str, ...]] = []
+    pm.trace.root.setwriter(lambda msg: traced.append(tuple(msg.split())))
+    undo = pm.enable_tracing()
+    try:
+        pm.register(EchoPlugin(), name="echo-plugin")
+        pm.register(Wrapper(), name="wrapper")
+        registry = collect_frameworks(pm)
+    finally:
+        undo()
+    assert seen == ["before", "after"]
+    assert registry.get("echo").plugin == "echo-plugin"
+    assert registry.get("wrapped").plugin == "wrapper"  # registered by the wrapper itself
+    assert any("register_frameworks" in " ".join(m) for m in traced)
+
+
+def test_registration_from_a_helper_is_attributed_to_its_plugin(
+    pm: pluggy.PluginManager,
+) -> None:
+    def helper(register):
+        register(EchoFramework)
+
+    class ViaHelper:
+        @hookimpl
+        def register_frameworks(self, register):
+            helper(register)
+
+    pm.register(ViaHelper(), name="via-helper")
+    assert collect_frameworks(pm).get("echo").plugin == "via-helper"
+
+
 def test_duplicate_of_builtin(pm: pluggy.PluginManager) -> None:
     class Shadow:
         @hookimpl

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import UserCodeError
-from ..hookspecs import hookimpl
-from ..packages import activate_packages
+from ..hookspecs import Registrar, hookimpl
+from ..packages import ACTIVATION_LOCK, activate_packages
 from ..predictor import import_class, validate_predictor_class
 
 
@@ -34,16 +34,19 @@ class CustomFramework:
         if not prediction_class:
             msg = "The custom framework needs a prediction class (--prediction-class module.Class)"
             raise UserCodeError(msg)
-        if packages:
-            activate_packages(packages, state_dir)
-        user_cls = import_class(prediction_class)
-        validate_predictor_class(user_cls)
-        return user_cls.from_path(model_dir)
+        # sys.path / sys.modules are process-wide: one version at a time activates its
+        # packages, imports its class and builds its predictor (which may import more).
+        with ACTIVATION_LOCK:
+            if packages:
+                activate_packages(packages, state_dir)
+            user_cls = import_class(prediction_class)
+            validate_predictor_class(user_cls)
+            return user_cls.from_path(model_dir)
 
     def predict(self, instances: list[Any], **kwargs: Any) -> Any:
         raise NotImplementedError("CustomFramework.from_path returns the user's predictor")
 
 
 @hookimpl
-def register_frameworks(register: Callable[[type], None]) -> None:
+def register_frameworks(register: Registrar) -> None:
     register(CustomFramework)

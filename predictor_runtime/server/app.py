@@ -19,6 +19,7 @@ import traceback
 from .. import codecs
 from ..errors import PayloadTooLargeError, PredictorRuntimeError
 from .context import ServerContext, ServerOptionsView
+from .defaults import DEFAULT_MAX_REQUEST_BYTES
 from .errors import google_error
 from .http import (
     ClientDisconnected,
@@ -40,7 +41,7 @@ from .state import ManagedState
 
 logger = logging.getLogger("predictor_runtime.server")
 
-DEFAULT_MAX_REQUEST_BYTES = int(1.5 * 1024 * 1024)
+__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "App", "error_response"]
 
 
 def error_response(style: ErrorStyle, exc: PredictorRuntimeError) -> Response:
@@ -98,7 +99,7 @@ class App:
         path = scope["path"]
         match = self.router.match(path)
         method = scope["method"]
-        hit = match.for_method(method)
+        hit = match.for_method(method, scope)
         if hit is None:
             style = match.routes[0][0].errors if match.routes else self.router.style_for(path)
             if match.routes:

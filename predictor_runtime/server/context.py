@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .defaults import DEFAULT_MAX_PENDING_TASKS, DEFAULT_TASK_LEASE, DEFAULT_TASK_TTL
+
 if TYPE_CHECKING:
     from .metrics import Metrics
     from .registry import Registry
@@ -37,11 +39,11 @@ class ServerOptionsView:
     #: ``--no-fetch-urls``: refuse ``http(s)://`` inputs named by callers.
     fetch_urls: bool = True
     #: ``--task-ttl`` seconds (finished async tasks are pruned after this).
-    task_ttl: float = 86_400.0
+    task_ttl: float = DEFAULT_TASK_TTL
     #: ``--max-pending-tasks``.
-    max_pending_tasks: int = 100_000
+    max_pending_tasks: int = DEFAULT_MAX_PENDING_TASKS
     #: ``--task-lease`` seconds (a claimed task whose process died is claimed again after it).
-    task_lease: float = 60.0
+    task_lease: float = DEFAULT_TASK_LEASE
     #: ``--api-key`` / ``PREDICTOR_RUNTIME_API_KEY`` (None: no key required).
     api_key: str | None = None
     #: ``--cors-origins``: extra origins allowed to call the API from a browser.

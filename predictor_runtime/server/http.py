@@ -193,7 +193,7 @@ class Request:
         message = await self.receive()
         if message["type"] != "http.request":
             raise ClientDisconnected
-        body = message.get("body", b"")
+        body: bytes = message.get("body", b"")
         if message.get("more_body", False):
             chunks = [body]
             size = len(body)

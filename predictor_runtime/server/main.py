@@ -2,7 +2,9 @@
 
 With no model flags, serves the bundled iris example (a scikit-learn model behind an AI
 Platform custom prediction routine), trained into ``<state-dir>/example/iris`` on first
-use, so the first command a newcomer runs works.
+use, so the first command a newcomer runs works. ``--example generative`` serves the
+bundled generative example instead (a small word-level language model with embeddings,
+learnt from the standard library's docstrings into ``<state-dir>/example/generative``).
 
 Models and versions created through the API persist in ``<state-dir>/state.sqlite3`` (or
 in the PostgreSQL database of ``--state-url``, shared with other processes) and are
@@ -22,12 +24,15 @@ from typing import TextIO
 
 from ..dispatcher import DEFAULT_MAX_BATCH_SIZE, DecodeRule
 from ..errors import PredictorRuntimeError
+from ..statedir import state_dir as resolve_state_dir
 from .context import ServerOptionsView
+from .defaults import DEFAULT_MAX_BATCH_DELAY_MS, DEFAULT_MODEL_NAME, DEFAULT_VERSION_NAME
 from .runner import ServerOptions, bind_socket, enable_multiprocess_metrics, serve_forever
 
-DEFAULT_STATE_DIR = ".predictor_runtime"
 EXAMPLE_MODEL = "iris"
 EXAMPLE_CLASS = "predictor.IrisPredictor"
+GENERATIVE_MODEL = "generative"
+GENERATIVE_CLASS = "wordlm.WordLMPredictor"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -40,15 +45,17 @@ class ServeConfig:
     """Everything ``serve`` needs; mirrors its command-line flags."""
 
     model_dir: str | None = None
-    model_name: str = "default"
-    version_name: str = "v1"
+    model_name: str = DEFAULT_MODEL_NAME
+    version_name: str = DEFAULT_VERSION_NAME
     framework: str | None = None
     prediction_class: str | None = None
     packages: list[str] = field(default_factory=list)
+    #: None: ``$PREDICTOR_RUNTIME_STATE_DIR`` or ``./.predictor_runtime`` (see
+    #: :mod:`predictor_runtime.statedir`).
     state_dir: str | None = None
     decode_b64: DecodeRule = "auto"
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
-    max_batch_delay_ms: float = 0.0
+    max_batch_delay_ms: float = DEFAULT_MAX_BATCH_DELAY_MS
     server: ServerOptions = field(default_factory=ServerOptions)
     #: a bundled example to serve (``iris``, ``generative``); iris when no model is given.
     example: str | None = None
@@ -83,6 +90,10 @@ class ServeConfig:
                 check_state_url(self.options.state_url)
             except ValueError as exc:
                 raise ServeError(str(exc)) from None
+        if self.example is not None and self.model_dir is not None:
+            raise ServeError("--example serves a bundled model: drop --model-dir, or --example")
+        if self.example not in (None, EXAMPLE_MODEL, GENERATIVE_MODEL):
+            raise ServeError(f"unknown --example {self.example!r} (iris or generative)")
         if self.model_dir is None and (self.framework or self.prediction_class or self.packages):
             raise ServeError(
                 "--framework, --prediction-class and --package need --model-dir "
@@ -111,12 +122,33 @@ def example_model(state_dir: str) -> tuple[str, str]:
     return str(model_dir), package
 
 
+def generative_model(state_dir: str) -> tuple[str, str]:
+    """``(model_dir, package_dir)`` of the bundled generative example, trained if absent."""
+    from ..examples.generative import wordlm
+
+    package = str(Path(wordlm.__file__).resolve().parent)
+    model_dir = Path(state_dir) / "example" / GENERATIVE_MODEL
+    if not wordlm.is_trained(model_dir):
+        tmp = model_dir.with_name(GENERATIVE_MODEL + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            wordlm.train(tmp)
+        except ImportError as exc:
+            raise ServeError(
+                f"the generative example needs scikit-learn to train ({exc}); install "
+                "'predictor-runtime[example]'"
+            ) from exc
+        shutil.rmtree(model_dir, ignore_errors=True)
+        tmp.rename(model_dir)
+    return str(model_dir), package
+
+
 def serve(config: ServeConfig, out: TextIO | None = None) -> int:
     """Load the model, then serve until SIGTERM/SIGINT; returns the exit status."""
     out = out or sys.stdout
     config.validate()
     opts = config.server
-    state_dir = config.state_dir or DEFAULT_STATE_DIR
+    state_dir = str(resolve_state_dir(config.state_dir))
     if config.options.state_url:
         check_database(config.options.state_url)
     metrics_dir = enable_multiprocess_metrics() if opts.workers > 1 else None
@@ -165,7 +197,11 @@ def _serve_on(config: ServeConfig, sock: object, state_dir: str, out: TextIO) ->
         list(config.packages),
     )
     example = model_dir is None
-    if example:
+    generative = config.example == GENERATIVE_MODEL
+    if generative:
+        model_dir, package = generative_model(state_dir)
+        model_name, prediction_class, packages = GENERATIVE_MODEL, GENERATIVE_CLASS, [package]
+    elif example:
         model_dir, package = example_model(state_dir)
         model_name, prediction_class, packages = EXAMPLE_MODEL, EXAMPLE_CLASS, [package]
 
@@ -176,6 +212,7 @@ def _serve_on(config: ServeConfig, sock: object, state_dir: str, out: TextIO) ->
         decode_b64=config.decode_b64,
     )
     registry = Registry(settings, on_batch=metrics.batch_hook)
+    assert model_dir is not None  # given, or the example's
     version = registry.add_version(
         model_name,
         config.version_name,
@@ -187,7 +224,16 @@ def _serve_on(config: ServeConfig, sock: object, state_dir: str, out: TextIO) ->
     registry.load_version(version, state_dir=state_dir)
     framework = version.dispatcher.model.framework if version.dispatcher else "?"
     predict_url = f"{base}/v1/models/{model_name}:predict"
-    if example:
+    if generative:
+        out.write(
+            f"Serving the bundled generative example: model {model_name} version "
+            f"{version.name} (word-level language model and embeddings learnt from the "
+            f"standard library's docstrings) from {model_dir}\n"
+            f"Try: curl -s -X POST {base}/v1beta/models/{model_name}:generateContent -d "
+            '\'{"contents": [{"parts": [{"text": "Return the"}]}]}\'\n'
+        )
+        predict_url = f"{base}/v1beta/models/{model_name}:generateContent"
+    elif example:
         out.write(
             f"Serving the bundled example: model {model_name} version {version.name} "
             f"(iris classifier, custom prediction routine) from {model_dir}\n"
@@ -203,7 +249,8 @@ def _serve_on(config: ServeConfig, sock: object, state_dir: str, out: TextIO) ->
     def announce() -> None:
         if config.options.state_url:
             out.write(f"Shared state: {mask_url(config.options.state_url)}\n")
-        out.write(f"Listening on {base} (workers: {opts.workers}; predict: POST {predict_url})\n")
+        what = "generate" if generative else "predict"
+        out.write(f"Listening on {base} (workers: {opts.workers}; {what}: POST {predict_url})\n")
         out.flush()
 
     options = config.options

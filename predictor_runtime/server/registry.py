@@ -1,8 +1,8 @@
-"""The models and versions a server serves, with their state and AI Platform resource shapes.
+"""The models and versions a server serves, with their state and predict pipelines.
 
 Kept free of HTTP and of SQLite: :mod:`.state` mirrors the store into these objects
-(and :mod:`.management` writes the store), then :meth:`Registry.load_version` runs in
-the background.
+(and the management routes write the store), then :meth:`Registry.load_version` runs in
+the background. Their API shapes are built in :mod:`.resources`.
 """
 
 from __future__ import annotations
@@ -112,42 +112,6 @@ class Version:
             )
         return self.pipeline
 
-    def resource(self, project: str, *, is_default: bool) -> dict[str, Any]:
-        """The AI Platform ``Version`` JSON for this version."""
-        out: dict[str, Any] = {
-            "name": f"projects/{project}/models/{self.model}/versions/{self.name}",
-            "deploymentUri": self.deployment_uri,
-            "createTime": rfc3339(self.create_time),
-            "state": self.state if self.report_local else (self.shared_state or self.state),
-            "isDefault": is_default,
-            "etag": self.etag,
-        }
-        shared = self.shared_state and not self.report_local
-        error = self.shared_error if shared else self.error_message
-        if self.last_use_time is not None:
-            out["lastUseTime"] = rfc3339(self.last_use_time)
-        if self.framework_api_name:
-            out["framework"] = self.framework_api_name
-        if self.prediction_class:
-            out["predictionClass"] = self.prediction_class
-        if self.package_uris:
-            out["packageUris"] = list(self.package_uris)
-        if self.description:
-            out["description"] = self.description
-        if self.labels:
-            out["labels"] = dict(self.labels)
-        if self.request_logging_config:
-            out["requestLoggingConfig"] = dict(self.request_logging_config)
-        if self.auto_scaling is not None:
-            out["autoScaling"] = dict(self.auto_scaling)
-        if self.manual_scaling is not None:
-            out["manualScaling"] = dict(self.manual_scaling)
-        for key, value in self.extra.items():
-            out.setdefault(key, value)
-        if error:
-            out["errorMessage"] = error
-        return out
-
 
 @dataclass
 class Model:
@@ -162,22 +126,6 @@ class Model:
     extra: dict[str, Any] = field(default_factory=dict)
     etag: str = field(default_factory=new_etag)
     ephemeral: bool = False
-
-    def resource(self, project: str) -> dict[str, Any]:
-        """The AI Platform ``Model`` JSON, with ``defaultVersion`` when there is one."""
-        out: dict[str, Any] = {"name": f"projects/{project}/models/{self.name}"}
-        if self.description:
-            out["description"] = self.description
-        if self.labels:
-            out["labels"] = dict(self.labels)
-        default = self.versions.get(self.default_version or "")
-        if default is not None:
-            out["defaultVersion"] = default.resource(project, is_default=True)
-        out["regions"] = ["local"]
-        for key, value in self.extra.items():
-            out.setdefault(key, value)
-        out["etag"] = self.etag
-        return out
 
 
 class Registry:
@@ -196,7 +144,16 @@ class Registry:
         self.settings = settings or BatchSettings()
         self.models: dict[str, Model] = {}
         self._on_batch = on_batch
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held by every change to :attr:`models` and to a model's versions or default.
+
+        Lookups do not take it (single dict reads are atomic in CPython): predict stays
+        lock-free; writers (the command line, the store sync) hold it.
+        """
+        return self._lock
 
     # -- building ---------------------------------------------------------------------
 

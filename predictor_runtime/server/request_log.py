@@ -109,7 +109,8 @@ class RequestLogger:
         self.sink = sink
         #: the SQLite file of the logs (None with another sink).
         self.path: Path | None = getattr(sink, "path", None)
-        self.dropped = 0
+        self._dropped = 0
+        self._dropped_lock = threading.Lock()
         self.written = 0
         self.flush_interval = flush_interval
         self._max = max_queue
@@ -123,6 +124,19 @@ class RequestLogger:
         self._now = time.time
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+
+    @property
+    def dropped(self) -> int:
+        """Rows dropped so far (queue full, or a failed write); counted across threads."""
+        return self._dropped
+
+    def _count_dropped(self, tables: list[str]) -> None:
+        # the event loop (queue full) and the writer thread (failed write) both count
+        with self._dropped_lock:
+            self._dropped += len(tables)
+        if self._on_drop is not None:
+            for table in tables:
+                self._on_drop(table)
 
     def start(self) -> None:
         """Start the writer thread (idempotent). Call after any fork."""
@@ -155,9 +169,7 @@ class RequestLogger:
         pending = self._pending
         size = len(pending)
         if size >= self._max:
-            self.dropped += 1
-            if self._on_drop is not None:
-                self._on_drop(table)
+            self._count_dropped([table])
             return False
         pending.append((table, model, version, self._now(), raw_data, raw_prediction))
         if self._thread is None:
@@ -222,10 +234,7 @@ class RequestLogger:
             self.written += len(rows)
         except Exception:
             logger.exception("request logging: could not write %d row(s)", len(rows))
-            self.dropped += len(rows)
-            if self._on_drop is not None:
-                for row in rows:
-                    self._on_drop(row[0])
+            self._count_dropped([row[0] for row in rows])
 
 
 def _text(data: bytes | str) -> str:

@@ -11,13 +11,19 @@ Every protocol module (:mod:`.routes`) adds its routes with :meth:`Router.add`; 
 - ``"plain"``: ``{"error": "<message>"}`` (AI Platform predict, Open Inference Protocol V2).
 
 Matching is cached per (path) so that the hot predict route costs one dict look-up.
+
+Two protocols may claim the same method and path when one of them is *guarded*
+(``when=``, a test of the request's ASGI scope): the guarded route serves the requests it
+recognises and the unguarded one the rest. ``GET /v1/models`` is the case: AI Platform's
+short form for most callers, Google's Gemini model list for Gemini clients.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .http import Handler
 
@@ -37,6 +43,8 @@ class Route:
     #: reachable without the api key (``/healthz``, ``/readyz``).
     public: bool = False
     regex: re.Pattern[str] = field(default=re.compile(""), compare=False)
+    #: serves only requests whose scope it accepts (tried before unguarded routes).
+    when: Callable[[dict[str, Any]], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -45,14 +53,18 @@ class Match:
 
     routes: tuple[tuple[Route, dict[str, str]], ...]
 
-    def for_method(self, method: str) -> tuple[Route, dict[str, str]] | None:
-        """The route serving ``method`` (HEAD falls back to GET), or None."""
-        for route, params in self.routes:
-            if method in route.methods:
-                return route, params
-        if method == "HEAD":
+    def for_method(
+        self, method: str, scope: dict[str, Any] | None = None
+    ) -> tuple[Route, dict[str, str]] | None:
+        """The route serving ``method`` (HEAD falls back to GET), or None.
+
+        :param scope: the request's ASGI scope, for guarded routes (skipped without it).
+        """
+        for want in (method, "GET") if method == "HEAD" else (method,):
             for route, params in self.routes:
-                if "GET" in route.methods:
+                if want in route.methods and (
+                    route.when is None or (scope is not None and route.when(scope))
+                ):
                     return route, params
         return None
 
@@ -96,22 +108,28 @@ class Router:
         *,
         errors: ErrorStyle = "google",
         public: bool = False,
+        when: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
         """Serve ``methods`` on each of ``patterns`` with ``handler``.
 
-        Adding the same method and pattern twice is an error (two modules claiming a route).
+        Adding the same method and pattern twice is an error (two modules claiming a
+        route), unless one of the two is guarded by ``when`` (a test of the ASGI scope).
         """
         if errors not in ("google", "plain"):
             raise ValueError(f"errors must be 'google' or 'plain', got {errors!r}")
         ms = frozenset([methods] if isinstance(methods, str) else methods)
         for pattern in [patterns] if isinstance(patterns, str) else patterns:
             for existing in self.routes:
-                if existing.pattern == pattern and existing.methods & ms:
+                if (
+                    existing.pattern == pattern
+                    and existing.methods & ms
+                    and (existing.when is None) == (when is None)
+                ):
                     raise ValueError(
                         f"route {sorted(existing.methods & ms)} {pattern} is registered twice"
                     )
             regex = compile_pattern(pattern)
-            self.routes.append(Route(ms, pattern, handler, errors, public, regex))
+            self.routes.append(Route(ms, pattern, handler, errors, public, regex, when))
         self._cache.clear()
 
     def error_style(self, prefix: str, style: ErrorStyle) -> None:
@@ -137,6 +155,7 @@ class Router:
             m = route.regex.match(target)
             if m is not None:
                 hits.append((route, m.groupdict()))
+        hits.sort(key=lambda hit: hit[0].when is None)  # guarded routes first (stable)
         found = Match(tuple(hits))
         if len(self._cache) < _CACHE_SIZE:
             self._cache[path] = found

@@ -63,6 +63,14 @@ from .registry import (
     rfc3339,
 )
 from .request_log import RequestLogger
+from .resources import (
+    VERSION_TYPE,
+    apply_version_record,
+    model_record,
+    version_from_record,
+    version_record,
+    version_resource,
+)
 from .store import StateStore, open_store
 
 logger = logging.getLogger("predictor_runtime.server")
@@ -75,82 +83,8 @@ class StoreBusyError(PredictorRuntimeError):
     status = 503
 
 
-VERSION_TYPE = "type.googleapis.com/google.cloud.ml.v1.Version"
 #: How long a predict waits for this worker's copy of a version the store calls READY.
 LOCAL_LOAD_WAIT = 120.0
-
-
-def model_record(m: Model) -> dict[str, Any]:
-    """The stored form of a model (short names; see :mod:`predictor_runtime.server.store`)."""
-    return {
-        "name": m.name,
-        "description": m.description,
-        "labels": dict(m.labels),
-        "extra": dict(m.extra),
-        "defaultVersion": m.default_version,
-        "etag": m.etag,
-        "createTime": rfc3339(m.create_time),
-        "ephemeral": m.ephemeral,
-    }
-
-
-def version_record(v: Version, *, is_default: bool) -> dict[str, Any]:
-    """The stored form of a version: its settings, state, etag, default flag, times."""
-    return {
-        "name": v.name,
-        "deploymentUri": v.deployment_uri,
-        "framework": v.framework,
-        "detectedFramework": v.framework_api_name,
-        "predictionClass": v.prediction_class,
-        "packageUris": list(v.package_uris),
-        "description": v.description,
-        "labels": dict(v.labels),
-        "requestLoggingConfig": v.request_logging_config,
-        "autoScaling": v.auto_scaling,
-        "manualScaling": v.manual_scaling,
-        "extra": dict(v.extra),
-        "createTime": rfc3339(v.create_time),
-        "lastUseTime": rfc3339(v.last_use_time),
-        "etag": v.etag,
-        "state": v.state,
-        "errorMessage": v.error_message,
-        "isDefault": is_default,
-        "ephemeral": v.ephemeral,
-    }
-
-
-def version_from_record(model: str, rec: dict[str, Any]) -> Version:
-    """A new (not yet loaded, CREATING) :class:`Version` from its stored form."""
-    v = Version(
-        model=model,
-        name=rec["name"],
-        deployment_uri=rec["deploymentUri"],
-        framework=rec.get("framework"),
-        prediction_class=rec.get("predictionClass"),
-        package_uris=list(rec.get("packageUris") or []),
-        create_time=parse_rfc3339(rec.get("createTime")) or time.time(),
-        ephemeral=bool(rec.get("ephemeral")),
-    )
-    apply_version_record(v, rec)
-    return v
-
-
-def apply_version_record(v: Version, rec: dict[str, Any]) -> None:
-    """Copy the mutable stored fields of a version onto the local object."""
-    v.description = rec.get("description") or ""
-    v.labels = dict(rec.get("labels") or {})
-    v.request_logging_config = rec.get("requestLoggingConfig") or None
-    v.auto_scaling = rec.get("autoScaling")
-    v.manual_scaling = rec.get("manualScaling")
-    v.extra = dict(rec.get("extra") or {})
-    v.etag = rec.get("etag") or v.etag
-    v.shared_state = rec.get("state") or None
-    v.shared_error = rec.get("errorMessage") or ""
-    if v.framework_api_name is None:
-        v.framework_api_name = rec.get("detectedFramework")
-    stored_use = parse_rfc3339(rec.get("lastUseTime"))
-    if stored_use is not None and (v.last_use_time is None or stored_use > v.last_use_time):
-        v.last_use_time = stored_use
 
 
 class ManagedState:
@@ -290,15 +224,15 @@ class ManagedState:
                     store.put_model(rec, tx)
             for m in self.registry.models.values():
                 m.ephemeral = True
-                rec = store.get_model(m.name, tx) or model_record(m)
+                mrec = store.get_model(m.name, tx) or model_record(m)
                 for v in m.versions.values():
                     v.ephemeral = True
-                    if rec.get("defaultVersion") is None:
-                        rec["defaultVersion"] = v.name
+                    if mrec.get("defaultVersion") is None:
+                        mrec["defaultVersion"] = v.name
                 for v in m.versions.values():
-                    is_default = rec["defaultVersion"] == v.name
+                    is_default = mrec["defaultVersion"] == v.name
                     store.put_version(m.name, version_record(v, is_default=is_default), tx)
-                store.put_model(rec, tx)
+                store.put_model(mrec, tx)
 
     async def start(self) -> None:
         """In each worker (after any fork): open the store, sync, start background work."""
@@ -372,6 +306,12 @@ class ManagedState:
     def _reconcile(
         self, models: list[dict[str, Any]], versions: list[tuple[str, dict[str, Any]]]
     ) -> None:
+        with self.registry.lock:
+            self._reconcile_locked(models, versions)
+
+    def _reconcile_locked(
+        self, models: list[dict[str, Any]], versions: list[tuple[str, dict[str, Any]]]
+    ) -> None:
         reg = self.registry
         stored = {rec["name"]: rec for rec in models}
         by_model: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in stored}
@@ -402,24 +342,28 @@ class ManagedState:
                     del m.versions[vname]
                     self._drop(local)
             for vname, vrec in wanted.items():
-                v = m.versions.get(vname)
-                if v is None:
-                    v = m.versions[vname] = version_from_record(name, vrec)
-                    v.report_local = self.shared
-                    self._schedule_load(v)
+                known = m.versions.get(vname)
+                if known is None:
+                    new = m.versions[vname] = version_from_record(name, vrec)
+                    new.report_local = self.shared
+                    self._schedule_load(new)
                 else:
-                    apply_version_record(v, vrec)
+                    apply_version_record(known, vrec)
             m.default_version = rec.get("defaultVersion")
 
     def _drop(self, v: Version) -> None:
-        task = self._loading.pop((v.model, v.name), None)
-        if task is not None:
-            task.cancel()
+        loading = self._loading.pop((v.model, v.name), None)
+        if loading is not None:
+            loading.cancel()
+            self._keep(loading)  # until its cancellation has run
         if v.pipeline is not None:
             with contextlib.suppress(RuntimeError):  # no running loop (tests)
-                task = asyncio.get_running_loop().create_task(v.pipeline.aclose())
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+                self._keep(asyncio.get_running_loop().create_task(v.pipeline.aclose()))
+
+    def _keep(self, task: asyncio.Task[Any]) -> None:
+        """Hold a reference to a background task until it ends (the loop keeps weak ones)."""
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- loading ------------------------------------------------------------------------
 
@@ -469,7 +413,8 @@ class ManagedState:
             model = store.get_model(v.model, tx) or {}
             is_default = model.get("defaultVersion") == v.name
             for op in store.pending_operations(v.model, v.name, tx):
-                resource = v.resource(op.get("_project", "-"), is_default=is_default)
+                project = op.get("_project", "-")
+                resource = version_resource(project, v.model, rec, is_default=is_default)
                 op["done"] = True
                 op["metadata"]["endTime"] = now
                 op["metadata"]["version"] = resource

@@ -40,7 +40,7 @@ RETRY_STATUSES = frozenset({408, 425, 429})
 
 def backoff(attempt: int, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:
     """Delay before retry number ``attempt`` (1-based): exponential, half of it random."""
-    delay = min(cap, base * 2 ** max(0, attempt - 1))
+    delay: float = min(cap, base * 2 ** max(0, attempt - 1))
     return delay / 2 + random.uniform(0, delay / 2)
 
 

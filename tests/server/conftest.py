@@ -5,6 +5,7 @@ Every server a fixture starts is stopped in its teardown, so none outlives its t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -139,11 +140,34 @@ def live_factory() -> Iterator[Any]:
 
 @dataclass
 class CliServer:
-    """``python -m predictor_runtime serve`` running as a subprocess."""
+    """``python -m predictor_runtime serve`` running as a subprocess.
+
+    Its stdout and stderr are drained by threads into :attr:`lines` (so a chatty server
+    never blocks on a full pipe); :meth:`output` shows them.
+    """
 
     proc: subprocess.Popen[str]
     url: str
     banner: list[str]
+    lines: list[str] = field(default_factory=list)
+    readers: list[threading.Thread] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Kill the server and its workers (its own process group) if any still run; then
+        join the output readers and close the pipes."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the group this fixture started
+        self.proc.wait(5)
+        for reader in self.readers:
+            reader.join(10)
+        if not any(reader.is_alive() for reader in self.readers):
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
+
+    def output(self) -> str:
+        """Everything the server printed so far (stdout and stderr, interleaved)."""
+        return "\n".join(self.lines)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 40) -> int:
         if self.proc.poll() is None:
@@ -156,32 +180,60 @@ class CliServer:
             raise
 
 
+def _drain(stream: Any, lines: list[str], prefix: str, wake: threading.Event) -> None:
+    for line in stream:
+        lines.append(prefix + line.rstrip("\n"))
+        wake.set()
+    wake.set()
+
+
 def start_cli_server(
-    args: list[str], cwd: Path, timeout: float = 30, env: dict[str, str] | None = None
+    args: list[str], cwd: Path, timeout: float = 60, env: dict[str, str] | None = None
 ) -> CliServer:
-    """Start ``serve --port 0 ARGS`` (``env``: extra variables) and wait for its
-    "Listening on" line."""
+    """Start ``serve --port 0 ARGS`` and wait for its "Listening on" line.
+
+    Fails as soon as the server exits, or after ``timeout`` seconds without that line
+    (a hang), with everything the server printed; never waits for pytest's own timeout.
+    """
     cmd = [sys.executable, "-m", "predictor_runtime", "serve", "--port", "0", *args]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+    full_env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        cmd,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+        start_new_session=True,  # its own process group: teardown kills workers too
     )
-    banner: list[str] = []
+    lines: list[str] = []
+    wake = threading.Event()
+    readers = [
+        threading.Thread(target=_drain, args=(stream, lines, prefix, wake), daemon=True)
+        for stream, prefix in ((proc.stdout, ""), (proc.stderr, "[stderr] "))
+    ]
+    for reader in readers:
+        reader.start()
+    srv = CliServer(proc, "", [], lines, readers)
     deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
     while True:
-        line = proc.stdout.readline()
-        if not line:
-            err = proc.stderr.read() if proc.stderr else ""
-            proc.wait(5)
-            raise RuntimeError(f"server exited ({proc.returncode}) before listening: {err}")
-        banner.append(line.rstrip("\n"))
-        if line.startswith("Listening on "):
-            url = line.split()[2]
-            return CliServer(proc, url, banner)
+        listening = [line for line in lines if line.startswith("Listening on ")]
+        if listening:
+            srv.url = listening[0].split()[2]
+            srv.banner = [line for line in lines if not line.startswith("[stderr] ")]
+            return srv
+        if proc.poll() is not None:
+            srv.close()  # joins the readers: the output is complete
+            raise RuntimeError(
+                f"server exited ({proc.returncode}) before listening:\n{srv.output()}"
+            )
         if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("server did not start in time")
+            srv.close()
+            raise RuntimeError(
+                f"server not listening after {timeout} s; its output:\n{srv.output()}"
+            )
+        wake.wait(0.1)
+        wake.clear()
 
 
 @pytest.fixture
@@ -189,8 +241,8 @@ def cli_server(tmp_path: Path) -> Iterator[Any]:
     """Start CLI servers in subprocesses; any still running at teardown is killed."""
     started: list[CliServer] = []
 
-    def make(args: list[str], env: dict[str, str] | None = None) -> CliServer:
-        srv = start_cli_server(args, cwd=tmp_path, env=env)
+    def make(args: list[str], **kwargs: Any) -> CliServer:
+        srv = start_cli_server(args, cwd=tmp_path, **kwargs)
         started.append(srv)
         return srv
 
@@ -198,12 +250,7 @@ def cli_server(tmp_path: Path) -> Iterator[Any]:
         yield make
     finally:
         for srv in started:
-            if srv.proc.poll() is None:
-                srv.proc.kill()
-                srv.proc.wait(5)
-            for stream in (srv.proc.stdout, srv.proc.stderr):
-                if stream is not None:
-                    stream.close()
+            srv.close()
 
 
 @pytest.fixture

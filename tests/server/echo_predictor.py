@@ -4,7 +4,9 @@
 and records every call's instances, so tests can check batching. Special instances:
 ``"bad"`` raises an InvalidInstanceError for its row, ``"boom"`` raises ValueError, and
 ``"slow"`` sleeps ``slow_seconds``. A ``config.json`` in the model directory may set
-``delay`` (seconds per call), ``slow_seconds`` and ``load_seconds`` (sleep in from_path).
+``delay`` (seconds per call), ``slow_seconds``, ``load_seconds`` (sleep in from_path) and
+``calls_file`` (a file that gets one JSON line of instances as each call starts, so tests
+in another process can wait on the server's progress).
 """
 
 import json
@@ -16,15 +18,19 @@ import time
 class EchoPredictor:
     """Echoes row ids; records calls."""
 
-    def __init__(self, delay=0.0, slow_seconds=1.0):
+    def __init__(self, delay=0.0, slow_seconds=1.0, calls_file=None):
         self.delay = delay
         self.slow_seconds = slow_seconds
+        self.calls_file = calls_file
         self.calls = []
         self.lock = threading.Lock()
 
     def predict(self, instances, **kwargs):
         with self.lock:
             self.calls.append((list(instances), dict(kwargs)))
+            if self.calls_file:
+                with open(self.calls_file, "a") as fh:
+                    fh.write(json.dumps(list(instances)) + "\n")
         if self.delay:
             time.sleep(self.delay)
         out = []
@@ -48,4 +54,6 @@ class EchoPredictor:
             with open(path) as fh:
                 config = json.load(fh)
         time.sleep(config.get("load_seconds", 0))
-        return cls(config.get("delay", 0.0), config.get("slow_seconds", 1.0))
+        return cls(
+            config.get("delay", 0.0), config.get("slow_seconds", 1.0), config.get("calls_file")
+        )

@@ -139,12 +139,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield client, pki
     finally:
         client.close()
-        if srv.proc.poll() is None:
-            srv.proc.kill()
-            srv.proc.wait(10)
-        for stream in (srv.proc.stdout, srv.proc.stderr):
-            if stream is not None:
-                stream.close()
+        srv.close()  # kills it (and any workers), joins its output readers
 
 
 def submit(client: httpx.Client, **fields: Any) -> str:

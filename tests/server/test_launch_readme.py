@@ -28,7 +28,5 @@ def test_readme_async_task_example(tmp_path: Path):
             exec(compile(code.replace("http://127.0.0.1:8080", srv.url), "README", "exec"), {})
     finally:
         srv.stop()
-        for stream in (srv.proc.stdout, srv.proc.stderr):
-            if stream is not None:
-                stream.close()
+        srv.close()
     assert out.getvalue().strip() == "{'result': {'predictions': ['versicolor']}}"

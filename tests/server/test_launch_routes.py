@@ -42,12 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield srv, client
     finally:
         client.close()
-        if srv.proc.poll() is None:
-            srv.proc.kill()
-            srv.proc.wait(10)
-        for stream in (srv.proc.stdout, srv.proc.stderr):
-            if stream is not None:
-                stream.close()
+        srv.close()  # kills it (and any workers), joins its output readers
 
 
 def google_error(r: httpx.Response, code: int, status: str, *words: str) -> str:

@@ -31,8 +31,9 @@ def test_serves_bundled_example_and_stops_on_sigterm(cli_server, tmp_path):
     assert srv.stop() == 0
 
 
-def test_sigterm_during_burst_drains_in_flight_requests(cli_server, echo_model):
-    model_dir, pkg = echo_model(delay=0.3)
+def test_sigterm_during_burst_drains_in_flight_requests(cli_server, echo_model, tmp_path):
+    calls = tmp_path / "calls.jsonl"
+    model_dir, pkg = echo_model(delay=0.3, calls_file=str(calls))
     srv = cli_server(["--model-dir", str(model_dir), "--package", str(pkg), *ECHO,
                       "--max-batch-size", "4"])  # fmt: skip
 
@@ -44,7 +45,13 @@ def test_sigterm_during_burst_drains_in_flight_requests(cli_server, echo_model):
                 )
                 for i in range(12)
             ]
-            await asyncio.sleep(0.4)  # all 12 sent; 3 model calls of 0.3 s still to go
+            # the second model call starts 0.3 s after the first: by then every request
+            # has reached the server and waits in the batcher (3 calls still to go)
+            deadline = time.monotonic() + 30
+            while not (calls.exists() and len(calls.read_text().splitlines()) >= 2):
+                assert time.monotonic() < deadline, "the server never made a second model call"
+                await asyncio.sleep(0.01)
+            assert not all(t.done() for t in tasks)  # some still in flight at SIGTERM
             srv.proc.send_signal(signal.SIGTERM)
             return await asyncio.gather(*tasks)
 

@@ -125,7 +125,12 @@ def test_two_workers_see_each_others_writes(cli_server, echo_model, tmp_path: Pa
     httpx.post(url + BASE + "/shared/versions", json={**body, "name": "v2"})
     assert httpx.post(url + BASE + "/shared/versions/v2:setDefault").status_code == 200
     assert httpx.delete(url + BASE + "/shared/versions/v1").status_code == 200
-    time.sleep(0.6)  # the periodic data_version check of the other worker
-    responses = asyncio.run(many(BASE + "/shared/versions/v1:predict", 2))
-    assert all(r.status_code == 404 for r in responses)
+    # every worker drops it at its next data_version check (periodic, or on a miss)
+    deadline = time.monotonic() + 30
+    while True:
+        responses = asyncio.run(many(BASE + "/shared/versions/v1:predict", 2))
+        if all(r.status_code == 404 for r in responses):
+            break
+        assert time.monotonic() < deadline, [r.status_code for r in responses]
+        time.sleep(0.05)
     assert srv.stop() == 0

@@ -45,12 +45,12 @@ def test_a_version_created_on_one_process_serves_on_the_other(
     # the flag wins over the environment variable
     a = cli_server(
         ["--state-dir", str(tmp_path / "a"), "--state-url", url, "--model-name", "only_a", *common],
-        env={"PREDICTOR_RUNTIME_STATE_URL": DEAD},
+        env=dict(os.environ, PREDICTOR_RUNTIME_STATE_URL=DEAD),
     )
     # B reads the URL from the environment
     b = cli_server(
         ["--state-dir", str(tmp_path / "b"), "--model-name", "only_b", *common],
-        env={"PREDICTOR_RUNTIME_STATE_URL": url},
+        env=dict(os.environ, PREDICTOR_RUNTIME_STATE_URL=url),
     )
     assert httpx.get(b.url + "/readyz").status_code == 200
     assert f"Shared state: {mask_url(url)}" in b.banner
@@ -119,8 +119,7 @@ def test_a_version_created_on_one_process_serves_on_the_other(
 
     for srv in (a, b):
         assert srv.stop() == 0
-        out = "\n".join(srv.banner) + srv.proc.stdout.read() + srv.proc.stderr.read()
-        assert SECRET not in out
+        assert SECRET not in srv.output()
 
 
 def test_unreachable_database_exits_with_one_masked_line(tmp_path: Path):
@@ -174,4 +173,4 @@ def test_database_outage_answers_503_and_predictions_go_on(cli_server, echo_mode
             "projects/p/models/other",
         }
         assert srv.stop() == 0
-        assert SECRET not in srv.proc.stdout.read() + srv.proc.stderr.read()
+        assert SECRET not in srv.output()

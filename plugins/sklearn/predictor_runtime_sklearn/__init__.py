@@ -7,10 +7,9 @@ imported by :meth:`SklearnFramework.from_path`, when a model is actually loaded.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from predictor_runtime import hookimpl
+from predictor_runtime import Registrar, hookimpl
 
 __all__ = ["MODEL_FILES", "SklearnFramework", "register_frameworks"]
 
@@ -53,5 +52,5 @@ class SklearnFramework:
 
 
 @hookimpl
-def register_frameworks(register: Callable[[type], None]) -> None:
+def register_frameworks(register: Registrar) -> None:
     register(SklearnFramework)

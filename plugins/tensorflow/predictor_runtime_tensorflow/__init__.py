@@ -6,9 +6,8 @@ does not import TensorFlow; loading a model does.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import predictor_runtime
+from predictor_runtime import Registrar
 
 from .framework import BYTES_SUFFIX, DEFAULT_SIGNATURE, TensorFlowFramework
 
@@ -16,5 +15,5 @@ __all__ = ["BYTES_SUFFIX", "DEFAULT_SIGNATURE", "TensorFlowFramework", "register
 
 
 @predictor_runtime.hookimpl
-def register_frameworks(register: Callable[[type], None]) -> None:
+def register_frameworks(register: Registrar) -> None:
     register(TensorFlowFramework)

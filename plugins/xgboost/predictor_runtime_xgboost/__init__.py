@@ -8,10 +8,9 @@ whose pickle stream starts with an ``xgboost`` class, by reading a few opcodes o
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from predictor_runtime import hookimpl
+from predictor_runtime import Registrar, hookimpl
 
 from ._detect import PICKLE_FILES, claims_directory
 
@@ -64,7 +63,7 @@ class XGBoostFramework:
 
 
 @hookimpl
-def register_frameworks(register: Callable[[type], None]) -> None:
+def register_frameworks(register: Registrar) -> None:
     register(XGBoostFramework)
 
 

@@ -12,21 +12,34 @@ route                                                  methods
 =====================================================  ======================================
 
 Every write is one transaction of the SQLite store that re-reads what it changes (so the
-existence and ``etag`` checks hold across worker processes), then the local registry is
-re-synced from the store (:mod:`.state`). Errors use Google's envelope, with messages that
-name the field or resource at fault.
+existence and ``etag`` checks hold across worker processes) and builds its answer (and
+the operation it records) from the records it wrote, with the same functions GET uses
+(:mod:`...resources`); then the local registry is re-synced from the store
+(:mod:`...state`). Errors use Google's envelope, with messages that name the field or
+resource at fault.
 """
 
 from __future__ import annotations
 
-import inspect
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
-from ...registry import CREATING, Version, new_etag, rfc3339
-from ...state import ManagedState, version_record
+from ...registry import CREATING, Model, Version, new_etag, rfc3339
+from ...resources import (
+    EMPTY_TYPE,
+    MODEL_TYPE,
+    VERSION_TYPE,
+    model_resource,
+    new_operation,
+    not_found,
+    operation_resource,
+    registry_model_resource,
+    registry_version_resource,
+    version_record,
+    version_resource,
+)
+from ...state import ManagedState
 from .validation import (
     ApiError,
     check_etag,
@@ -38,15 +51,9 @@ from .validation import (
     check_str,
     check_uri,
     invalid,
-    not_found,
     parse_body,
     update_mask,
 )
-
-META_TYPE = "type.googleapis.com/google.cloud.ml.v1.OperationMetadata"
-EMPTY_TYPE = "type.googleapis.com/google.protobuf.Empty"
-MODEL_TYPE = "type.googleapis.com/google.cloud.ml.v1.Model"
-VERSION_TYPE = "type.googleapis.com/google.cloud.ml.v1.Version"
 
 MODEL_FIELDS = {"name", "description", "labels"}
 MODEL_PASSTHROUGH = {"regions", "onlinePredictionLogging", "onlinePredictionConsoleLogging"}
@@ -66,10 +73,6 @@ VERSION_OUTPUT_ONLY = {
 MODEL_MASK = ("description", "labels")
 VERSION_MASK = ("description", "labels", "requestLoggingConfig", "autoScaling", "manualScaling")
 
-#: A write handler returns the answer, or a callable that renders it (possibly async)
-#: once the local registry has been re-synced from the store.
-Outcome = Any | Callable[[], Any]
-
 
 class Management:
     """Handles the resource routes over a :class:`~.state.ManagedState`."""
@@ -77,7 +80,7 @@ class Management:
     def __init__(self, state: ManagedState) -> None:
         self.state = state
 
-    async def read(self, kind: str, project: str, args: tuple[str, ...]) -> Any:
+    async def read(self, kind: str, project: str, args: tuple[str, ...]) -> dict[str, Any]:
         """Serve a GET of ``kind`` (``models``, ``model``, ``versions``, ``version``,
         ``operations``, ``operation``) after a cheap check for other workers' writes."""
         await self.state.refresh()
@@ -89,21 +92,26 @@ class Management:
 
     async def write(
         self,
-        handler: Callable[..., Outcome],
+        handler: Callable[..., dict[str, Any]],
         project: str,
         *args: str,
         body: bytes,
         query: dict[str, str],
-    ) -> Any:
-        """Run a write handler in the store's thread (one transaction), re-sync the
-        registry on the event loop, then render the answer."""
+    ) -> dict[str, Any]:
+        """Run a write handler in the store's thread (one transaction), then re-sync the
+        registry on the event loop; the handler's answer is built inside its transaction.
+
+        This worker's unsaved ``lastUseTime`` values are saved first, so the resources a
+        write answers with show what a GET shows.
+        """
         await self.state.refresh()
-        out = await self.state.run_store(lambda: handler(project, *args, body=body, query=query))
+
+        def run() -> dict[str, Any]:
+            self.state.persist_last_use()
+            return handler(project, *args, body=body, query=query)
+
+        out = await self.state.run_store(run)
         await self.state.refresh(force=True)
-        if callable(out):
-            out = out()
-            if inspect.isawaitable(out):
-                out = await out
         return out
 
     # -- reads --------------------------------------------------------------------------
@@ -111,46 +119,39 @@ class Management:
     def _get(self, kind: str, project: str, args: tuple[str, ...]) -> dict[str, Any]:
         reg = self.state.registry
         if kind == "models":
-            return {"models": [m.resource(project) for m in reg.models.values()]}
+            return {"models": [registry_model_resource(project, m) for m in reg.models.values()]}
         m = self._model(args[0])
         if kind == "model":
-            return m.resource(project)
+            return registry_model_resource(project, m)
         if kind == "versions":
-            vs = m.versions.values()
-            return {
-                "versions": [
-                    v.resource(project, is_default=v.name == m.default_version) for v in vs
-                ]
-            }
-        v = self._version(m.name, args[1])
-        return v.resource(project, is_default=v.name == m.default_version)
+            vs = list(m.versions.values())
+            return {"versions": [registry_version_resource(project, m, v) for v in vs]}
+        return registry_version_resource(project, m, self._version(m, args[1]))
 
-    def _model(self, name: str) -> Any:
+    def _model(self, name: str) -> Model:
         m = self.state.registry.models.get(name)
         if m is None:
-            raise not_found(f'Field: name Error: The model resource: "{name}" was not found.')
+            raise not_found("model", name)
         return m
 
-    def _version(self, model: str, name: str) -> Version:
-        v = self._model(model).versions.get(name)
+    def _version(self, m: Model, name: str) -> Version:
+        v = m.versions.get(name)
         if v is None:
-            raise not_found(
-                f'Field: name Error: The version resource: "{name}" (model {model}) was not found.'
-            )
-        return v  # type: ignore[no-any-return]
+            raise not_found("version", name, model=m.name)
+        return v
 
     def _operations(self, project: str, op_id: str | None) -> dict[str, Any]:
         store = self.state.store
         if op_id is not None:
             op = store.operation(op_id)
             if op is None:
-                raise not_found(f'Field: name Error: The operation "{op_id}" was not found.')
-            return render_operation(op, project)
-        return {"operations": [render_operation(op, project) for op in store.operations()]}
+                raise not_found("operation", op_id)
+            return operation_resource(op, project)
+        return {"operations": [operation_resource(op, project) for op in store.operations()]}
 
     # -- models -------------------------------------------------------------------------
 
-    def _post_models(self, project: str, *, body: bytes, query: dict[str, str]) -> Any:
+    def _post_models(self, project: str, *, body: bytes, query: dict[str, str]) -> dict[str, Any]:
         obj = parse_body(body, "model", MODEL_FIELDS | MODEL_PASSTHROUGH | MODEL_OUTPUT_ONLY)
         name = check_name(obj.get("name"), "model")
         rec: dict[str, Any] = {
@@ -172,16 +173,18 @@ class Management:
                     f"Field: model.name Error: A model with the same name ({name}) already exists.",
                 )
             store.put_model(rec, tx)
-        return lambda: self.state.registry.model(name).resource(project)
+        return model_resource(project, rec, None)
 
-    def _patch_model(self, project: str, name: str, *, body: bytes, query: dict[str, str]) -> Any:
+    def _patch_model(
+        self, project: str, name: str, *, body: bytes, query: dict[str, str]
+    ) -> dict[str, Any]:
         obj = parse_body(body, "model", MODEL_FIELDS | MODEL_PASSTHROUGH | MODEL_OUTPUT_ONLY)
         paths = update_mask(query, MODEL_MASK)
         store = self.state.store
         with store.transaction() as tx:
             rec = store.get_model(name, tx)
             if rec is None:
-                raise not_found(f'Field: name Error: The model resource: "{name}" was not found.')
+                raise not_found("model", name)
             check_etag(obj, rec, f"model {name}")
             if "description" in paths:
                 rec["description"] = check_str(obj.get("description", ""), "model.description")
@@ -189,24 +192,20 @@ class Management:
                 rec["labels"] = check_labels(obj.get("labels", {}), "model.labels")
             rec["etag"] = new_etag()
             store.put_model(rec, tx)
+            default = rec.get("defaultVersion")
+            default_rec = store.get_version(name, default, tx) if default else None
             op = new_operation(project, "UPDATE_MODEL", name, None, done=True)
+            op["response"] = {"@type": MODEL_TYPE, **model_resource(project, rec, default_rec)}
             store.put_operation(op, tx)
+        return operation_resource(op, project)
 
-        async def finish() -> dict[str, Any]:
-            op["response"] = {
-                "@type": MODEL_TYPE,
-                **self.state.registry.model(name).resource(project),
-            }
-            await self.state.run_store(store.put_operation, op)
-            return render_operation(op, project)
-
-        return finish
-
-    def _delete_model(self, project: str, name: str, *, body: bytes, query: dict[str, str]) -> Any:
+    def _delete_model(
+        self, project: str, name: str, *, body: bytes, query: dict[str, str]
+    ) -> dict[str, Any]:
         store = self.state.store
         with store.transaction() as tx:
             if store.get_model(name, tx) is None:
-                raise not_found(f'Field: name Error: The model resource: "{name}" was not found.')
+                raise not_found("model", name)
             versions = [rec["name"] for _, rec in store.versions(name, tx)]
             if versions:
                 raise ApiError(
@@ -219,13 +218,13 @@ class Management:
             op = new_operation(project, "DELETE_MODEL", name, None, done=True)
             op["response"] = {"@type": EMPTY_TYPE}
             store.put_operation(op, tx)
-        return render_operation(op, project)
+        return operation_resource(op, project)
 
     # -- versions -----------------------------------------------------------------------
 
     def _post_versions(
         self, project: str, model: str, *, body: bytes, query: dict[str, str]
-    ) -> Any:
+    ) -> dict[str, Any]:
         obj = parse_body(
             body, "version", VERSION_FIELDS | VERSION_PASSTHROUGH | VERSION_OUTPUT_ONLY
         )
@@ -249,9 +248,7 @@ class Management:
         with store.transaction() as tx:
             mrec = store.get_model(model, tx)
             if mrec is None:
-                raise not_found(
-                    f'Field: parent Error: The model resource: "{model}" was not found.'
-                )
+                raise not_found("model", model, field="parent")
             if store.get_version(model, name, tx) is not None:
                 raise ApiError(
                     409,
@@ -264,15 +261,18 @@ class Management:
                 mrec["defaultVersion"] = name
                 mrec["etag"] = new_etag()
                 store.put_model(mrec, tx)
-            store.put_version(model, version_record(v, is_default=is_default), tx)
+            vrec = version_record(v, is_default=is_default)
+            store.put_version(model, vrec, tx)
             op = new_operation(project, "CREATE_VERSION", model, name, done=False)
-            op["metadata"]["version"] = v.resource(project, is_default=is_default)
+            op["metadata"]["version"] = version_resource(
+                project, model, vrec, is_default=is_default
+            )
             store.put_operation(op, tx)
-        return render_operation(op, project)
+        return operation_resource(op, project)
 
     def _patch_version(
         self, project: str, model: str, name: str, *, body: bytes, query: dict[str, str]
-    ) -> Any:
+    ) -> dict[str, Any]:
         obj = parse_body(
             body, "version", VERSION_FIELDS | VERSION_PASSTHROUGH | VERSION_OUTPUT_ONLY
         )
@@ -292,11 +292,7 @@ class Management:
                 changes["manualScaling"] = manual
         store = self.state.store
         with store.transaction() as tx:
-            rec = store.get_version(model, name, tx)
-            if rec is None:
-                raise not_found(
-                    f'Field: name Error: The version resource: "{name}" (model {model}) was not found.'
-                )
+            mrec, rec = _model_and_version(store, tx, model, name)
             check_etag(obj, rec, f"version {name} of model {model}")
             rec.update(changes)
             if rec.get("autoScaling") is not None and rec.get("manualScaling") is not None:
@@ -306,22 +302,17 @@ class Management:
                 )
             rec["etag"] = new_etag()
             store.put_version(model, rec, tx)
+            is_default = mrec.get("defaultVersion") == name
+            resource = version_resource(project, model, rec, is_default=is_default)
             op = new_operation(project, "UPDATE_VERSION", model, name, done=True)
-            store.put_operation(op, tx)
-
-        async def finish() -> dict[str, Any]:
-            m = self.state.registry.model(model)
-            resource = m.versions[name].resource(project, is_default=m.default_version == name)
             op["metadata"]["version"] = resource
             op["response"] = {"@type": VERSION_TYPE, **resource}
-            await self.state.run_store(store.put_operation, op)
-            return render_operation(op, project)
-
-        return finish
+            store.put_operation(op, tx)
+        return operation_resource(op, project)
 
     def _post_setdefault(
         self, project: str, model: str, name: str, *, body: bytes, query: dict[str, str]
-    ) -> Any:
+    ) -> dict[str, Any]:
         if body.strip():
             parse_body(body, "setDefaultVersionRequest", set())
         store = self.state.store
@@ -337,16 +328,17 @@ class Management:
             store.put_version(model, rec, tx)
             mrec.update(defaultVersion=name, etag=new_etag())
             store.put_model(mrec, tx)
-        return lambda: self._get("version", project, (model, name))
+        return version_resource(project, model, rec, is_default=True)
 
     def _delete_version(
         self, project: str, model: str, name: str, *, body: bytes, query: dict[str, str]
-    ) -> Any:
+    ) -> dict[str, Any]:
         store = self.state.store
         with store.transaction() as tx:
             mrec, rec = _model_and_version(store, tx, model, name)
             others = [r["name"] for _, r in store.versions(model, tx) if r["name"] != name]
-            if mrec.get("defaultVersion") == name:
+            was_default = mrec.get("defaultVersion") == name
+            if was_default:
                 if others:
                     raise ApiError(
                         400,
@@ -359,50 +351,12 @@ class Management:
                 store.put_model(mrec, tx)
             store.delete_version(model, name, tx)
             op = new_operation(project, "DELETE_VERSION", model, name, done=True)
-            op["metadata"]["version"] = {
-                "name": f"projects/{project}/models/{model}/versions/{name}",
-                "deploymentUri": rec.get("deploymentUri"),
-            }
+            op["metadata"]["version"] = version_resource(
+                project, model, rec, is_default=was_default
+            )
             op["response"] = {"@type": EMPTY_TYPE}
             store.put_operation(op, tx)
-        return render_operation(op, project)
-
-
-# -- operations ---------------------------------------------------------------------------
-
-
-def new_operation(
-    project: str, op_type: str, model: str, version: str | None, *, done: bool
-) -> dict[str, Any]:
-    """A new Operation record (``name`` is the short id; ``_``-keys are internal)."""
-    now = rfc3339(time.time())
-    op_id = (
-        f"{op_type.lower()}_{model}_{version or ''}-{time.time_ns() // 1000}{os.urandom(2).hex()}"
-    )
-    meta: dict[str, Any] = {
-        "@type": META_TYPE,
-        "createTime": now,
-        "startTime": now,
-        "operationType": op_type,
-        "modelName": f"projects/{project}/models/{model}",
-    }
-    if done:
-        meta["endTime"] = now
-    return {
-        "name": op_id,
-        "done": done,
-        "metadata": meta,
-        "_project": project,
-        "_model": model,
-        "_version": version,
-    }
-
-
-def render_operation(op: dict[str, Any], project: str) -> dict[str, Any]:
-    """The API form of a stored operation, named under ``project``."""
-    out = {k: v for k, v in op.items() if not k.startswith("_")}
-    out["name"] = f"projects/{project}/operations/{op['name']}"
-    return out
+        return operation_resource(op, project)
 
 
 def _model_and_version(store: Any, tx: Any, model: str, name: str) -> tuple[dict, dict]:
@@ -410,7 +364,5 @@ def _model_and_version(store: Any, tx: Any, model: str, name: str) -> tuple[dict
     mrec = store.get_model(model, tx)
     rec = store.get_version(model, name, tx) if mrec is not None else None
     if mrec is None or rec is None:
-        raise not_found(
-            f'Field: name Error: The version resource: "{name}" (model {model}) was not found.'
-        )
+        raise not_found("version", name, model=model)
     return mrec, rec
