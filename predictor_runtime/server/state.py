@@ -77,6 +77,19 @@ logger = logging.getLogger("predictor_runtime.server")
 T = TypeVar("T")
 
 
+#: The fields whose change changes an etag (settable content; not state, times, flags).
+VERSION_CONTENT = (
+    "deploymentUri", "framework", "predictionClass", "packageUris", "description", "labels",
+    "requestLoggingConfig", "autoScaling", "manualScaling", "extra",
+)  # fmt: skip
+MODEL_CONTENT = ("description", "labels", "extra", "defaultVersion")
+
+
+def content_of(rec: dict[str, Any], fields: tuple[str, ...]) -> tuple[Any, ...]:
+    """The settable content of a stored record (what its etag stands for)."""
+    return tuple(repr(rec.get(f)) for f in fields)
+
+
 class StoreBusyError(PredictorRuntimeError):
     """The state database stayed locked by another process: 503, retry."""
 
@@ -206,18 +219,23 @@ class ManagedState:
             self._store = None
 
     def _record_local_models(self, store: StateStore) -> None:
+        # etags change only with settable content: a command-line version re-created with
+        # the same content as in the previous run keeps that run's etag
+        old: dict[tuple[str, str | None], tuple[tuple[Any, ...], str]] = {}
         with store.transaction() as tx:
             kept: dict[str, list[str]] = {}
             for model, rec in store.versions(conn=tx):
                 if rec.get("ephemeral"):
+                    old[(model, rec["name"])] = (content_of(rec, VERSION_CONTENT), rec["etag"])
                     store.delete_version(model, rec["name"], tx)
                     continue
                 kept.setdefault(model, []).append(rec["name"])
-                rec.update(state=CREATING, errorMessage="", etag=new_etag())
+                rec.update(state=CREATING, errorMessage="")
                 store.put_version(model, rec, tx)
             for rec in store.models(conn=tx):
                 names = kept.get(rec["name"], [])
                 if rec.get("ephemeral") and not names:
+                    old[(rec["name"], None)] = (content_of(rec, MODEL_CONTENT), rec["etag"])
                     store.delete_model(rec["name"], tx)
                 elif rec.get("defaultVersion") not in names:
                     rec["defaultVersion"] = names[0] if names else None
@@ -231,7 +249,14 @@ class ManagedState:
                         mrec["defaultVersion"] = v.name
                 for v in m.versions.values():
                     is_default = mrec["defaultVersion"] == v.name
-                    store.put_version(m.name, version_record(v, is_default=is_default), tx)
+                    vrec = version_record(v, is_default=is_default)
+                    before = old.get((m.name, v.name))
+                    if before is not None and before[0] == content_of(vrec, VERSION_CONTENT):
+                        v.etag = vrec["etag"] = before[1]
+                    store.put_version(m.name, vrec, tx)
+                before = old.get((m.name, None))
+                if before is not None and before[0] == content_of(mrec, MODEL_CONTENT):
+                    m.etag = mrec["etag"] = before[1]
                 store.put_model(mrec, tx)
 
     async def start(self) -> None:
