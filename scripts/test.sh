@@ -16,6 +16,18 @@ if ! python -m pip install --progress-bar off "${pip_args[@]}" 2>&1 \
     echo "installation failed" >&2
     exit 1
 fi
+# The --state-url tests start a throwaway PostgreSQL server (initdb + pg_ctl): install
+# Debian's server package when its binaries are missing and we may (root with apt-get).
+if ! command -v initdb >/dev/null && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        echo "installing PostgreSQL for the --state-url tests..." >&2
+        export DEBIAN_FRONTEND=noninteractive
+        { apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql >/dev/null; } \
+            || echo "could not install PostgreSQL: its tests will be skipped" >&2
+    else
+        echo "PostgreSQL (initdb) not found: the --state-url tests will be skipped" >&2
+    fi
+fi
 ruff check .
 ruff format --check .
 mypy predictor_runtime

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pluggy
@@ -13,6 +14,8 @@ from predictor_runtime.plugins import get_plugin_manager
 from predictor_runtime.testing import run_cli
 
 __all__ = ["ECHO_PREDICTOR", "run_cli"]
+
+_databases = itertools.count()
 
 ECHO_PREDICTOR = '''
 class EchoPredictor:
@@ -58,3 +61,33 @@ def model_dir(tmp_path: Path) -> Path:
     path = tmp_path / "model"
     path.mkdir()
     return path
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[object]:
+    """One real PostgreSQL server for the session (``initdb`` + ``pg_ctl`` in a temp dir).
+
+    Skips only when the PostgreSQL binaries are not installed.
+    """
+    from predictor_runtime.testing_postgres import PostgresUnavailable, TempPostgres
+
+    try:
+        cluster = TempPostgres()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: object) -> Iterator[str]:
+    """The URL of a fresh, empty database on the session's PostgreSQL (dropped afterwards)."""
+    name = f"test_{next(_databases)}"
+    url = pg_cluster.new_database(name)  # type: ignore[attr-defined]
+    try:
+        yield url
+    finally:
+        pg_cluster.drop_database(name)  # type: ignore[attr-defined]

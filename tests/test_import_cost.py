@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 HEAVY = ("sklearn", "xgboost", "tensorflow", "keras", "torch", "pandas", "joblib", "scipy")
+HEAVY += ("psycopg",)  # the PostgreSQL driver: only with --state-url
 
 PROBE = f"""
 import json, sys

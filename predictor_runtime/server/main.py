@@ -6,9 +6,10 @@ use, so the first command a newcomer runs works. ``--example generative`` serves
 bundled generative example instead (a small word-level language model with embeddings,
 learnt from the standard library's docstrings into ``<state-dir>/example/generative``).
 
-Models and versions created through the API persist in ``<state-dir>/state.sqlite3`` and
-are restored (and reloaded in the background) at the next start. The command-line model
-is *not* persisted: it is re-registered from the flags at every start (changes made to it
+Models and versions created through the API persist in ``<state-dir>/state.sqlite3`` (or
+in the PostgreSQL database of ``--state-url``, shared with other processes) and are
+restored (and reloaded in the background) at the next start. The command-line model is
+*not* persisted: it is re-registered from the flags at every start (changes made to it
 through the API last until the server stops); see :mod:`.state`.
 """
 
@@ -99,6 +100,13 @@ class ServeConfig:
         for ok, message in checks:
             if not ok:
                 raise ServeError(message)
+        if self.options.state_url:
+            from .store import check_state_url
+
+            try:
+                check_state_url(self.options.state_url)
+            except ValueError as exc:
+                raise ServeError(str(exc)) from None
         if self.example is not None and self.model_dir is not None:
             raise ServeError("--example serves a bundled model: drop --model-dir, or --example")
         if self.example not in (None, EXAMPLE_MODEL, GENERATIVE_MODEL):
@@ -162,6 +170,8 @@ def serve(config: ServeConfig, out: TextIO | None = None) -> int:
         return serve_on_ray(config, out)
     opts = config.server
     state_dir = str(resolve_state_dir(config.state_dir))
+    if config.options.state_url:
+        check_database(config.options.state_url)
     metrics_dir = enable_multiprocess_metrics() if opts.workers > 1 else None
     try:
         try:
@@ -175,6 +185,19 @@ def serve(config: ServeConfig, out: TextIO | None = None) -> int:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
+def check_database(url: str) -> None:
+    """Open (and migrate) the state database before loading any model: fail fast.
+
+    :raises ServeError: one line naming the masked URL.
+    """
+    from .store import StoreUnavailableError, open_store
+
+    try:
+        open_store(None, url).close()
+    except StoreUnavailableError as exc:
+        raise ServeError(str(exc)) from None
+
+
 def _serve_on(config: ServeConfig, sock: object, state_dir: str, out: TextIO) -> int:
     opts = config.server
     host, port = sock.getsockname()[:2]  # type: ignore[attr-defined]
@@ -183,6 +206,10 @@ def _serve_on(config: ServeConfig, sock: object, state_dir: str, out: TextIO) ->
     build_app, info = prepare_app(config, state_dir, base, out)
 
     def announce() -> None:
+        if config.options.state_url:
+            from .store import mask_url
+
+            out.write(f"Shared state: {mask_url(config.options.state_url)}\n")
         what = "generate" if config.example == GENERATIVE_MODEL else "predict"
         out.write(
             f"Listening on {base} (workers: {opts.workers}; {what}: POST {info['predict_url']})\n"
@@ -206,6 +233,8 @@ def prepare_app(
     from .metrics import Metrics
     from .registry import BatchSettings, Registry
     from .state import ManagedState
+    from .store import StoreUnavailableError, mask_url
+    from .store.base import scrub
 
     opts = config.server
     model_dir, model_name, prediction_class, packages = (
@@ -269,13 +298,20 @@ def prepare_app(
             )
         out.flush()
 
-    state = ManagedState(registry, state_dir=state_dir, metrics=metrics)
+    options = config.options
+    state = ManagedState(
+        registry, state_dir=state_dir, state_url=options.state_url, metrics=metrics
+    )
     try:
-        state.prepare()  # before any fork: closes its SQLite connection when done
+        state.prepare()  # before any fork: migrates, then closes its connection
+    except StoreUnavailableError as exc:
+        raise ServeError(str(exc)) from None
     except Exception as exc:
+        if options.state_url:
+            where = f"the state database {mask_url(options.state_url)}"
+            raise ServeError(f"cannot use {where}: {scrub(str(exc), options.state_url)}") from None
         raise ServeError(f"cannot use the state directory {state_dir}: {exc}") from exc
 
-    options = config.options
     options.state_dir = state_dir
     options.host = opts.host
     warning = bind_warning(opts.host, options.api_key)

@@ -90,6 +90,9 @@ class Version:
     #: with several workers each loads its own copy, so the local ``state`` may lag.
     shared_state: str | None = None
     shared_error: str = ""
+    #: report this process's ``state`` rather than the stored one (shared PostgreSQL state,
+    #: where "state" is the answering process's view).
+    report_local: bool = False
 
     @property
     def dispatcher(self) -> Dispatcher | None:

@@ -3,8 +3,10 @@
 The AI Platform shape: a version's ``requestLoggingConfig`` (``samplingPercentage`` in
 0..1, ``bigqueryTableName`` as ``project.dataset.table``) logs that fraction of predict
 requests as rows ``(model, model_version, time, raw_data, raw_prediction, groundtruth)``.
-Here the table lives in ``<state_dir>/request_logs.sqlite3`` and is named exactly like the
-BigQuery table (a quoted SQLite identifier such as ``"proj.dataset.table"``).
+The table is named exactly like the BigQuery table (a quoted identifier such as
+``"proj.dataset.table"``) and lives where the state does (a :class:`RequestLogSink` of the
+store): ``<state_dir>/request_logs.sqlite3`` with SQLite, the state database with
+PostgreSQL.
 
 Logging is off the request path: :meth:`RequestLogger.log` only samples and appends a
 tuple to a bounded deque (no lock, no thread wake-up: an append is atomic under the GIL);
@@ -21,7 +23,6 @@ import collections
 import logging
 import random
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +30,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-LOG_FILE = "request_logs.sqlite3"
+from .store.base import RequestLogSink
+from .store.sqlite import LOG_FILE, SQLiteLogSink
+
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+){0,2}$")
 
 logger = logging.getLogger(__name__)
@@ -77,13 +80,14 @@ class _TimeFormat:
 
 
 class RequestLogger:
-    """Samples predict requests into per-table SQLite logs through a background writer.
+    """Samples predict requests into per-table logs through a background writer.
 
     Create it (or at least call :meth:`start`) in the process that logs: after a
-    ``fork()``, each worker needs its own writer thread and SQLite connection (the thread
-    opens the connection itself).
+    ``fork()``, each worker needs its own writer thread and connection (the thread opens
+    the sink itself).
 
-    :param state_dir: where ``request_logs.sqlite3`` lives.
+    :param state_dir: where ``request_logs.sqlite3`` lives (when no ``sink`` is given).
+    :param sink: where rows go instead (the store's :meth:`request_log_sink`).
     :param max_queue: rows waiting to be written before new ones are dropped (and counted).
     :param on_drop: called with the table name for each dropped row (metrics).
     :param flush_interval: seconds the writer lets rows accumulate between transactions.
@@ -91,14 +95,20 @@ class RequestLogger:
 
     def __init__(
         self,
-        state_dir: str | Path,
+        state_dir: str | Path | None = None,
         *,
+        sink: RequestLogSink | None = None,
         max_queue: int = 10_000,
         on_drop: Callable[[str], None] | None = None,
         flush_interval: float = 0.05,
     ) -> None:
-        self.path = Path(state_dir) / LOG_FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if sink is None:
+            if state_dir is None:
+                raise ValueError("RequestLogger needs a state_dir or a sink")
+            sink = SQLiteLogSink(Path(state_dir) / LOG_FILE)
+        self.sink = sink
+        #: the SQLite file of the logs (None with another sink).
+        self.path: Path | None = getattr(sink, "path", None)
         self._dropped = 0
         self._dropped_lock = threading.Lock()
         self.written = 0
@@ -113,7 +123,6 @@ class RequestLogger:
         self._random = random.random
         self._now = time.time
         self._thread: threading.Thread | None = None
-        self._tables: set[str] = set()
         self._lock = threading.Lock()
 
     @property
@@ -191,10 +200,12 @@ class RequestLogger:
         self._thread = None
 
     def _run(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        sink = self.sink
         pending = self._pending
+        try:
+            sink.open()
+        except Exception:
+            logger.exception("request logging: cannot open the log store")
         try:
             while True:
                 self._wake.wait(self.flush_interval)
@@ -203,15 +214,15 @@ class RequestLogger:
                     self._busy = True
                     try:
                         rows = [pending.popleft() for _ in range(len(pending))]
-                        self._write(conn, rows)
+                        self._write(rows)
                     finally:
                         self._busy = False
                 elif self._stop:
                     return
         finally:
-            conn.close()
+            sink.close()
 
-    def _write(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
         fmt = _TimeFormat()
         try:
             by_table: dict[str, list[tuple[Any, ...]]] = {}
@@ -219,26 +230,10 @@ class RequestLogger:
                 by_table.setdefault(table, []).append(
                     (model, version, fmt(ts), _text(data), _text(pred))
                 )
-            conn.execute("BEGIN")
-            for table, values in by_table.items():
-                quoted = '"' + table.replace('"', '""') + '"'
-                if table not in self._tables:
-                    conn.execute(
-                        f"CREATE TABLE IF NOT EXISTS {quoted} (model TEXT, model_version TEXT, "
-                        "time TEXT, raw_data TEXT, raw_prediction TEXT, groundtruth TEXT)"
-                    )
-                    self._tables.add(table)
-                conn.executemany(
-                    f"INSERT INTO {quoted} (model, model_version, time, raw_data, "
-                    "raw_prediction) VALUES (?, ?, ?, ?, ?)",
-                    values,
-                )
-            conn.execute("COMMIT")
+            self.sink.write(by_table)
             self.written += len(rows)
-        except sqlite3.Error:
+        except Exception:
             logger.exception("request logging: could not write %d row(s)", len(rows))
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
             self._count_dropped([row[0] for row in rows])
 
 

@@ -153,7 +153,7 @@ def version_record(v: Version, *, is_default: bool, shared: bool = False) -> Rec
         this process's own.
     """
     state, error = v.state, v.error_message
-    if shared and v.shared_state:
+    if shared and v.shared_state and not v.report_local:
         state, error = v.shared_state, v.shared_error
     return {
         "name": v.name,

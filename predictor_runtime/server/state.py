@@ -1,15 +1,18 @@
-"""The shared state behind the models/versions API: SQLite store <-> in-memory registry.
+"""The shared state behind the models/versions API: store <-> in-memory registry.
 
-The SQLite store (:mod:`predictor_runtime.server.store`) is the source of truth; each process's
-:class:`~.registry.Registry` mirrors it:
+The store (:mod:`predictor_runtime.server.store`: SQLite under the state dir, or PostgreSQL
+with ``--state-url``) is the source of truth; each process's :class:`~.registry.Registry`
+mirrors it:
 
 - **Writes** (the management routes) run one store transaction that re-reads the
   resource, checks it (existence, ``etag``), writes it, and then :meth:`ManagedState.sync`
   applies the store to the local registry.
-- **Other workers** (``--workers N``) notice those writes through SQLite's
-  ``PRAGMA data_version``, checked every ``sync_interval`` (0.5 s) by a background task,
-  before every management request and when a predict names an unknown model/version; on a
-  change they re-read the (small) tables and reconcile: new versions are added in state
+- **Other workers** (``--workers N``, or other machines on PostgreSQL) notice those
+  writes through the store's ``changed_since`` (SQLite's ``PRAGMA data_version``, a
+  revision counter on PostgreSQL), checked every ``sync_interval`` (0.5 s) by a
+  background task (woken at once by PostgreSQL's notifications), before every management
+  request and when a predict names an unknown model/version; on a change they re-read the
+  (small) tables and reconcile: new versions are added in state
   CREATING and loaded in the background, deleted ones are dropped, patched fields are
   copied (so a patched ``requestLoggingConfig`` applies to the next request).
 - **Loading** runs in a thread of the worker's event loop; when it ends the worker records
@@ -18,15 +21,19 @@ The SQLite store (:mod:`predictor_runtime.server.store`) is the source of truth;
   predict that reaches a worker whose copy is still loading while the store already says
   READY waits for that local load instead of answering 503.
 - **Command-line models** (``--model-dir`` or the bundled example) are loaded by the
-  parent before forking, recorded in the store flagged ``ephemeral`` (so the API can
-  patch them, add versions to them, set defaults) and dropped from the store at the next
-  start, which re-registers them from the flags. API-created models and versions persist.
+  parent before forking. With SQLite they are recorded in the store flagged
+  ``ephemeral`` (so the API can patch them, add versions to them, set defaults) and
+  dropped from the store at the next start, which re-registers them from the flags. With
+  a shared store (PostgreSQL) they stay local to their process: never written, kept by
+  :meth:`ManagedState._reconcile`, and a version's ``state`` is this process's view.
+  API-created models and versions persist.
 - **Restart**: :meth:`ManagedState.prepare` (parent, before fork) resets every persisted
-  version to CREATING; each worker then reloads them in the background.
+  version to CREATING (SQLite only: on a shared store other processes are serving them);
+  each worker then reloads them in the background.
 - ``lastUseTime`` is updated in memory per request and persisted lazily (every
   ``touch_interval`` seconds and at shutdown), off the request path.
 
-Fork safety: the parent closes its SQLite connection before workers are forked; each
+Fork safety: the parent closes its store connection before workers are forked; each
 worker opens its own in :meth:`ManagedState.start` (run by the ASGI lifespan startup),
 and starts its own request-log writer thread there.
 """
@@ -37,7 +44,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -64,20 +70,10 @@ from .resources import (
     version_record,
     version_resource,
 )
-from .store import Store
+from .store import StateStore, open_store
 
 logger = logging.getLogger("predictor_runtime.server")
 T = TypeVar("T")
-
-
-class StoreBusyError(PredictorRuntimeError):
-    """The state database stayed locked by another process: 503, retry."""
-
-    status = 503
-
-
-#: How long a predict waits for this worker's copy of a version the store calls READY.
-LOCAL_LOAD_WAIT = 120.0
 
 
 #: The fields whose change changes an etag (settable content; not state, times, flags).
@@ -93,12 +89,23 @@ def content_of(rec: dict[str, Any], fields: tuple[str, ...]) -> tuple[Any, ...]:
     return tuple(repr(rec.get(f)) for f in fields)
 
 
+class StoreBusyError(PredictorRuntimeError):
+    """The state database stayed locked by another process: 503, retry."""
+
+    status = 503
+
+
+#: How long a predict waits for this worker's copy of a version the store calls READY.
+LOCAL_LOAD_WAIT = 120.0
+
+
 class ManagedState:
-    """Keeps a registry in sync with the SQLite store; loads versions; request logging.
+    """Keeps a registry in sync with the store; loads versions; request logging.
 
     :param registry: the process's registry (holding the command-line models, if any).
     :param state_dir: the ``--state-dir``; None for an in-memory store (tests; no request
-        logging, nothing persists).
+        logging, nothing persists) unless ``state_url`` is given.
+    :param state_url: ``--state-url``: a PostgreSQL URL shared with other processes.
     :param metrics: for ``predictor_request_log_dropped_total`` (optional).
     :param sync_interval: seconds between ``data_version`` checks of the background task.
     :param touch_interval: seconds between lazy writes of ``lastUseTime``.
@@ -109,19 +116,22 @@ class ManagedState:
         registry: Registry,
         *,
         state_dir: str | Path | None = None,
+        state_url: str | None = None,
         metrics: Any = None,
         sync_interval: float = 0.5,
         touch_interval: float = 5.0,
     ) -> None:
         self.registry = registry
         self.state_dir = str(state_dir) if state_dir is not None else None
+        self.state_url = state_url or None
         self.metrics = metrics
         self.sync_interval = sync_interval
         self.touch_interval = touch_interval
         self.request_logger: RequestLogger | None = None
-        self._store: Store | None = None
+        self._store: StateStore | None = None
         self._prepared = False
-        self._data_version: int | None = None
+        self._token: Any = None
+        self._wake: asyncio.Event | None = None
         self._loading: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._touched: dict[tuple[str, str], float] = {}
         self._task: asyncio.Task[None] | None = None
@@ -132,19 +142,20 @@ class ManagedState:
     async def run_store(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` (store work) in the store's own thread, off the event loop.
 
-        One thread: SQLite writes are serialised anyway, and a slow or locked database
-        then delays store work only, never the requests being served meanwhile.
-        :raises StoreBusyError: the database stayed locked (503, answered quickly).
+        One thread: writes are serialised anyway, and a slow or locked database then
+        delays store work only, never the requests being served meanwhile.
+        :raises StoreBusyError: the database stayed locked or is unreachable (503).
         """
         if self._store_executor is None:
             self._store_executor = ThreadPoolExecutor(1, thread_name_prefix="predictor-store")
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._store_executor, functools.partial(fn, *args))
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise StoreBusyError(f"The state database is busy ({exc}); retry shortly") from exc
-            raise
+        except Exception as exc:
+            reason = self._store.transient(exc) if self._store is not None else None
+            if reason is None:
+                raise
+            raise StoreBusyError(f"{reason[:1].upper()}{reason[1:]}; retry shortly") from None
 
     async def refresh(self, *, force: bool = False) -> bool:
         """:meth:`sync` with the store read in the store's thread, applied on the loop.
@@ -161,29 +172,52 @@ class ManagedState:
         self, force: bool
     ) -> tuple[list[dict[str, Any]], list[tuple[str, dict[str, Any]]]] | None:
         store = self.store
-        dv = store.data_version()
-        if not force and dv == self._data_version:
+        changed, self._token = store.changed_since(self._token)
+        if not (changed or force):
             return None
-        self._data_version = dv
         return store.models(), store.versions()
 
     @property
-    def store(self) -> Store:
+    def store(self) -> StateStore:
         """This process's store connection (opened by :meth:`start`)."""
         if self._store is None:
-            self._store = Store(self.state_dir)
+            self._store = open_store(self.state_dir, self.state_url)
         return self._store
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes (machines) share the store (``--state-url``)."""
+        return self.state_url is not None
+
+    @property
+    def persistent(self) -> bool:
+        """Whether the state outlives the process (a state dir or a database)."""
+        return self.state_dir is not None or self.state_url is not None
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Before forking: record the registry's (command-line) models, reset the others.
+        """Before forking: open the store (migrating it), record the command-line models.
 
-        Drops the previous run's ephemeral rows, marks every persisted version CREATING
-        (it will be reloaded), and writes the registry's current models and versions as
-        ephemeral. Closes the connection afterwards when there is a state dir.
+        SQLite: drops the previous run's ephemeral rows, marks every persisted version
+        CREATING (it will be reloaded), and writes the registry's current models and
+        versions as ephemeral. Shared store: only marks the command-line models local.
+        Closes the connection afterwards when the state persists.
         """
         store = self.store
+        if self.shared:
+            for m in self.registry.models.values():
+                m.ephemeral = True
+                for v in m.versions.values():
+                    v.ephemeral = True
+        else:
+            self._record_local_models(store)
+        self._prepared = True
+        if self.persistent:
+            store.close()
+            self._store = None
+
+    def _record_local_models(self, store: StateStore) -> None:
         # etags change only with settable content: a command-line version re-created with
         # the same content as in the previous run keeps that run's etag
         old: dict[tuple[str, str | None], tuple[tuple[Any, ...], str]] = {}
@@ -223,21 +257,21 @@ class ManagedState:
                 if before is not None and before[0] == content_of(mrec, MODEL_CONTENT):
                     m.etag = mrec["etag"] = before[1]
                 store.put_model(mrec, tx)
-        self._prepared = True
-        if self.state_dir is not None:
-            store.close()
-            self._store = None
 
     async def start(self) -> None:
         """In each worker (after any fork): open the store, sync, start background work."""
         if not self._prepared:
             self.prepare()
-        if self.state_dir is not None:
+        loop = asyncio.get_running_loop()
+        if self.persistent:
             on_drop = self.metrics.log_dropped if self.metrics is not None else None
-            self.request_logger = RequestLogger(self.state_dir, on_drop=on_drop)
+            sink = await self.run_store(lambda: self.store.request_log_sink())
+            self.request_logger = RequestLogger(sink=sink, on_drop=on_drop)
             self.request_logger.start()
+        wake = self._wake = asyncio.Event()
+        await self.run_store(self.store.subscribe, lambda: loop.call_soon_threadsafe(wake.set))
         await self.refresh(force=True)
-        self._task = asyncio.get_running_loop().create_task(self._periodic())
+        self._task = loop.create_task(self._periodic())
 
     async def aclose(self) -> None:
         """Persist ``lastUseTime``, flush the request log, close the store."""
@@ -249,7 +283,7 @@ class ManagedState:
             await self.run_store(self.persist_last_use)
         if self.request_logger is not None:
             await asyncio.to_thread(self.request_logger.close)
-        if self._store is not None and self.state_dir is not None:
+        if self._store is not None and self.persistent:
             await self.run_store(self._store.close)
             self._store = None
         if self._store_executor is not None:
@@ -257,12 +291,26 @@ class ManagedState:
             self._store_executor = None
 
     async def _periodic(self) -> None:
+        wake = self._wake
+        outage = False
         while True:
-            await asyncio.sleep(self.sync_interval)
+            if wake is None:
+                await asyncio.sleep(self.sync_interval)
+            else:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self.sync_interval)
+                wake.clear()
             try:
                 await self.refresh()
                 if time.monotonic() - self._last_touch >= self.touch_interval:
                     await self.run_store(self.persist_last_use)
+                if outage:
+                    logger.warning("state store reachable again; synced")
+                    outage = False
+            except StoreBusyError as exc:  # one line per outage, not one per tick
+                if not outage:
+                    logger.warning("state sync paused: %s", exc.message)
+                outage = True
             except Exception:
                 logger.exception("state sync failed")
 
@@ -273,12 +321,10 @@ class ManagedState:
 
         :return: whether the registry was reconciled.
         """
-        store = self.store
-        dv = store.data_version()
-        if not force and dv == self._data_version:
+        read = self._read_changes(force)
+        if read is None:
             return False
-        self._data_version = dv
-        self._reconcile(store.models(), store.versions())
+        self._reconcile(*read)
         return True
 
     def _reconcile(
@@ -297,11 +343,13 @@ class ManagedState:
             if model in by_model:
                 by_model[model][rec["name"]] = rec
         for name in list(reg.models):
-            if name not in stored:
+            if name not in stored and not (self.shared and reg.models[name].ephemeral):
                 for v in reg.models.pop(name).versions.values():
                     self._drop(v)
         for name, rec in stored.items():
             m = reg.models.get(name)
+            if m is not None and self.shared and m.ephemeral:
+                continue  # this process's command-line model shadows a shared one
             if m is None:
                 m = reg.models[name] = Model(name=name)
                 m.create_time = parse_rfc3339(rec.get("createTime")) or m.create_time
@@ -321,6 +369,7 @@ class ManagedState:
                 known = m.versions.get(vname)
                 if known is None:
                     new = m.versions[vname] = version_from_record(name, vrec)
+                    new.report_local = self.shared
                     self._schedule_load(new)
                 else:
                     apply_version_record(known, vrec)
@@ -406,7 +455,7 @@ class ManagedState:
 
         :raises NotFoundError: still unknown after a sync.
         """
-        await self.refresh()  # cheap when nothing changed: one PRAGMA data_version
+        await self.refresh()  # cheap when nothing changed (see StateStore.changed_since)
         v = self.registry.version(model, version)
         if v.state == CREATING and v.shared_state == READY:
             task = self._loading.get((v.model, v.name))

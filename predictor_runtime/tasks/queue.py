@@ -101,6 +101,8 @@ class TaskQueue:
 
     :param registry: the process's models (tasks run on a model's default version).
     :param state_dir: where ``tasks.sqlite3`` lives (None: in memory).
+    :param state_url: ``--state-url``: the tasks live in that PostgreSQL database instead,
+        shared with every process pointing at it (:mod:`.pgstore`).
     :param max_pending: ``--max-pending-tasks``.
     :param ttl: ``--task-ttl`` seconds.
     :param lease: ``--task-lease`` seconds.
@@ -113,6 +115,7 @@ class TaskQueue:
         registry: Any,
         *,
         state_dir: str | None,
+        state_url: str | None = None,
         max_pending: int = 100_000,
         ttl: float = 86_400.0,
         lease: float = 60.0,
@@ -121,6 +124,7 @@ class TaskQueue:
     ) -> None:
         self.registry = registry
         self.state_dir = state_dir
+        self.state_url = state_url
         self.max_pending = max_pending
         self.ttl = ttl
         self.lease = lease
@@ -145,7 +149,7 @@ class TaskQueue:
 
     def recover(self) -> int:
         """Before any worker starts: re-queue the previous run's unfinished tasks, prune."""
-        store = TaskStore(self.state_dir)
+        store = self._open_store()
         try:
             n = store.recover()
             store.prune(time.time() - self.ttl)
@@ -159,7 +163,7 @@ class TaskQueue:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="predictor-tasks")
         self._wake_work = asyncio.Event()
         self._wake_callbacks = asyncio.Event()
-        self.store = await self.run(TaskStore, self.state_dir, callback_seconds=cb.CALLBACK_SECONDS)
+        self.store = await self.run(self._open_store, cb.CALLBACK_SECONDS)
         loop = asyncio.get_running_loop()
         self._loops = [
             loop.create_task(self._work_loop()),
@@ -193,6 +197,15 @@ class TaskQueue:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None
+
+    def _open_store(self, callback_seconds: float = cb.CALLBACK_SECONDS) -> TaskStore:
+        if self.state_url:
+            from .pgstore import PostgresTaskStore
+
+            return PostgresTaskStore(  # type: ignore[return-value]
+                self.state_url, callback_seconds=callback_seconds
+            )
+        return TaskStore(self.state_dir, callback_seconds=callback_seconds)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run store work in the queue's own thread."""

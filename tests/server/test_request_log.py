@@ -59,9 +59,9 @@ def test_full_queue_counts_drops_and_never_blocks(tmp_path: Path) -> None:
     gate = threading.Event()
     original = log._write
 
-    def slow_write(conn, batch):
+    def slow_write(batch):
         gate.wait(5)
-        original(conn, batch)
+        original(batch)
 
     log._write = slow_write  # hold the writer so the queue fills up
     config = {"samplingPercentage": 1.0, "bigqueryTableName": TABLE}

@@ -1,10 +1,16 @@
-"""The SQLite task store: atomic claims, leases, finishing once, pruning, callbacks."""
+"""The task store: atomic claims, leases, finishing once, pruning, callbacks.
+
+Every test taking ``store`` or ``open_store`` runs on SQLite and on a real PostgreSQL
+(:mod:`predictor_runtime.tasks.pgstore`; the session's ``pg_cluster``, a fresh database
+per test).
+"""
 
 from __future__ import annotations
 
 import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,18 +25,40 @@ from predictor_runtime.tasks.store import (
 )
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path):
+    """Opens task stores (each its own connection, as another process would have) of one
+    backend on one shared location; closes them at teardown."""
+    opened: list[Any] = []
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+
+    def make() -> Any:
+        if url is None:
+            opened.append(TaskStore(tmp_path, callback_seconds=60))
+        else:
+            from predictor_runtime.tasks.pgstore import PostgresTaskStore
+
+            opened.append(PostgresTaskStore(url, callback_seconds=60))
+        return opened[-1]
+
+    make.kind = request.param  # type: ignore[attr-defined]
+    yield make
+    for s in opened:
+        s.close()
+
+
 @pytest.fixture
-def store(tmp_path: Path):
-    s = TaskStore(tmp_path, callback_seconds=60)
-    yield s
-    s.close()
+def store(open_store: Any) -> Any:
+    return open_store()
 
 
 def tasks(n: int, model: str = "m", **kw) -> list[Task]:
     return [Task(f"t{i}", model, b'{"instances": [%d]}' % i, **kw) for i in range(n)]
 
 
-def test_file_is_private(store: TaskStore):
+def test_file_is_private(store: TaskStore, open_store: Any):
+    if open_store.kind == "postgres":
+        pytest.skip("PostgreSQL: access is the database's (roles and grants)")
     assert store.path is not None
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
 
@@ -88,35 +116,36 @@ def test_expired_lease_is_claimed_again_and_renew_keeps_it(store: TaskStore):
     assert store.finish([Outcome("t1", SUCCESS, "1", None, 200)], "a") == []
 
 
-def test_recover_requeues_started(store: TaskStore):
+def test_recover_requeues_started(store: TaskStore, open_store: Any):
     store.add(tasks(3), max_pending=10)
     store.claim(["m"], "a", 2, 60)
     store.finish([Outcome("t0", SUCCESS, "1", None, 200)], "a")
+    if open_store.kind == "postgres":  # shared: other processes run them; leases recover
+        assert store.recover() == 0 and store.get("t1").status == STARTED
+        return
     assert store.recover() == 1
     assert store.get("t1").status == PENDING and store.get("t0").status == SUCCESS
 
 
-def test_concurrent_claims_never_share_a_task(tmp_path: Path):
-    first = TaskStore(tmp_path)
+def test_concurrent_claims_never_share_a_task(open_store: Any):
+    first = open_store()
     first.add(tasks(400), max_pending=1000)
     got: dict[str, list[str]] = {}
+    stores = [open_store() for _ in range(4)]  # one connection each, as processes have
 
-    def claimer(name: str) -> None:
-        s = TaskStore(tmp_path)  # its own connection, as another process would have
+    def claimer(name: str, s: Any) -> None:
         mine: list[str] = []
         while batch := s.claim(["m"], name, 7, 60):
             mine += [t.id for t in batch]
         got[name] = mine
-        s.close()
 
-    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
+    threads = [threading.Thread(target=claimer, args=(f"w{i}", s)) for i, s in enumerate(stores)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     ids = [i for mine in got.values() for i in mine]
     assert len(ids) == 400 and len(set(ids)) == 400
-    first.close()
 
 
 def test_prune_keeps_unsettled_callbacks(store: TaskStore):

@@ -228,6 +228,7 @@ def register(router: Router, ctx: ServerContext) -> None:
     queue = TaskQueue(
         registry,
         state_dir=opts.state_dir,
+        state_url=opts.state_url,
         max_pending=opts.max_pending_tasks,
         ttl=opts.task_ttl,
         lease=opts.task_lease,
