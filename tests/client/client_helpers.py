@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location(
@@ -27,8 +26,6 @@ sys.modules[_spec.name] = server_fixtures
 _spec.loader.exec_module(server_fixtures)
 CliServer = server_fixtures.CliServer
 start_cli_server = server_fixtures.start_cli_server
-
-ROUTE_MISSING = "was not found on this server"
 
 
 def write_model(root: Path, name: str, **config: Any) -> tuple[Path, Path]:
@@ -97,11 +94,3 @@ def requests_counted(model: str, version: str, code: int, url: str) -> float:
         ):
             total += float(line.rsplit(" ", 1)[1])
     return total
-
-
-def skip_if_route_missing(exc: BaseException, what: str) -> None:
-    """pytest.skip when the server answered 404 for the route itself (not yet on main)."""
-    from predictor_runtime.client import NotFoundError
-
-    if isinstance(exc, NotFoundError) and ROUTE_MISSING in exc.message:
-        pytest.skip(f"{what} is not served by this server yet (404: {exc.message})")

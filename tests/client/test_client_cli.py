@@ -99,10 +99,6 @@ def test_remote_stream_prints_the_chunks_local_stream_prints(server, tmp_path):
     remote = run_cli(
         "predict", "--url", server.url, "--model", "echo", "--stream", "--json-request", str(request)
     )  # fmt: skip
-    if "unrecognized arguments: --stream" in remote.stderr:
-        pytest.skip("predict --stream is not on this branch yet (it comes with the Launch tasks)")
-    if "was not found on this server" in remote.stderr:
-        pytest.skip("the server has no streaming-tasks route yet")
     assert remote.returncode == 0, remote.stderr
     assert [json.loads(line) for line in remote.stdout.splitlines()] == [
         {"i": i, "n": 2} for i in range(3)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from client_helpers import ROUTE_MISSING, start_cli_server, stop
+from client_helpers import start_cli_server, stop
 
 pytestmark = pytest.mark.slow  # a serve subprocess per module
 
@@ -41,8 +41,6 @@ def test_readme_client_example_runs(iris, index, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120
     )
-    if proc.returncode != 0 and ROUTE_MISSING in proc.stderr:
-        pytest.skip(f"README example {index} needs routes this server lacks: {proc.stderr[-300:]}")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     if index == 0:
