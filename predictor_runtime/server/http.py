@@ -103,11 +103,6 @@ AnyResponse = Response | StreamingResponse
 Handler = Callable[["Request"], Awaitable[AnyResponse]]
 
 
-def json_response(status: int, body: bytes, *, headers: Headers = ()) -> Response:
-    """A JSON response from already-encoded bytes."""
-    return Response(status, body, headers=headers)
-
-
 class Request:
     """One HTTP request as protocol handlers see it.
 

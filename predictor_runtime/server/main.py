@@ -118,25 +118,35 @@ class ServeConfig:
             )
 
 
-def example_model(state_dir: str) -> tuple[str, str]:
-    """``(model_dir, package_dir)`` of the bundled iris example, trained if absent."""
-    from ..examples.iris import train as iris_train
-
-    package = str(Path(iris_train.__file__).resolve().parent)
-    model_dir = Path(state_dir) / "example" / EXAMPLE_MODEL
-    if not (model_dir / "model.joblib").is_file() or not (model_dir / "preprocessor.pkl").is_file():
-        tmp = model_dir.with_name(EXAMPLE_MODEL + ".tmp")
+def _trained(
+    state_dir: str, name: str, is_trained: Callable[[Path], bool], train: Callable[[Path], object]
+) -> str:
+    """``<state_dir>/example/<name>``, trained into a temporary folder first if absent."""
+    model_dir = Path(state_dir) / "example" / name
+    if not is_trained(model_dir):
+        tmp = model_dir.with_name(name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            iris_train.train(tmp)
+            train(tmp)
         except ImportError as exc:
             raise ServeError(
-                f"the bundled example needs scikit-learn ({exc}); install "
+                f"the bundled {name} example needs scikit-learn to train ({exc}); install "
                 "'predictor-runtime[example]' or pass --model-dir"
             ) from exc
         shutil.rmtree(model_dir, ignore_errors=True)
         tmp.rename(model_dir)
-    return str(model_dir), package
+    return str(model_dir)
+
+
+def example_model(state_dir: str) -> tuple[str, str]:
+    """``(model_dir, package_dir)`` of the bundled iris example, trained if absent."""
+    from ..examples.iris import train as iris_train
+
+    def is_trained(d: Path) -> bool:
+        return (d / "model.joblib").is_file() and (d / "preprocessor.pkl").is_file()
+
+    package = str(Path(iris_train.__file__).resolve().parent)
+    return _trained(state_dir, EXAMPLE_MODEL, is_trained, iris_train.train), package
 
 
 def generative_model(state_dir: str) -> tuple[str, str]:
@@ -144,20 +154,7 @@ def generative_model(state_dir: str) -> tuple[str, str]:
     from ..examples.generative import wordlm
 
     package = str(Path(wordlm.__file__).resolve().parent)
-    model_dir = Path(state_dir) / "example" / GENERATIVE_MODEL
-    if not wordlm.is_trained(model_dir):
-        tmp = model_dir.with_name(GENERATIVE_MODEL + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            wordlm.train(tmp)
-        except ImportError as exc:
-            raise ServeError(
-                f"the generative example needs scikit-learn to train ({exc}); install "
-                "'predictor-runtime[example]'"
-            ) from exc
-        shutil.rmtree(model_dir, ignore_errors=True)
-        tmp.rename(model_dir)
-    return str(model_dir), package
+    return _trained(state_dir, GENERATIVE_MODEL, wordlm.is_trained, wordlm.train), package
 
 
 def serve(config: ServeConfig, out: TextIO | None = None) -> int:

@@ -1,15 +1,5 @@
-"""The models / versions / operations routes of AI Platform's ``ml v1`` API.
-
-=====================================================  ======================================
-route                                                  methods
-=====================================================  ======================================
-``/v1/projects/{p}/models``                            GET (list), POST (create Model)
-``/v1/projects/{p}/models/{m}``                        GET, PATCH (Operation), DELETE (Operation)
-``/v1/projects/{p}/models/{m}/versions``               GET (list), POST (create: Operation)
-``/v1/projects/{p}/models/{m}/versions/{v}``           GET, PATCH (Operation), DELETE (Operation)
-``/v1/projects/{p}/models/{m}/versions/{v}:setDefault``  POST (Version)
-``/v1/projects/{p}/operations[/{id}]``                 GET
-=====================================================  ======================================
+"""Handlers of the models / versions / operations routes (the table is in the package
+docstring, :mod:`.`).
 
 Every write is one transaction of the SQLite store that re-reads what it changes (so the
 existence and ``etag`` checks hold across worker processes) and builds its answer (and
