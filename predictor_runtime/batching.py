@@ -219,9 +219,13 @@ class Batcher:
             self._start(loop)
         if announced:
             self._arriving -= 1
-        kwargs = kwargs or {}
+        if kwargs:
+            key = kwargs_key(kwargs) + b"\x00"
+        else:
+            kwargs, key = {}, b"\x00"
+        if type(instances) is not list:  # arrays merge only with arrays of their kind
+            key += batch_key(instances)
         fut: asyncio.Future[Any] = loop.create_future()
-        key = kwargs_key(kwargs) + b"\x00" + batch_key(instances)
         item = _Item(instances, kwargs, key, fut, alive, loop.time())
         self._queue.append(item)
         self._queued_rows += item.n

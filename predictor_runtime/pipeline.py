@@ -123,18 +123,23 @@ class Pipeline:
         is then told before the read that a request is coming (:meth:`Batcher.announce`),
         so concurrent large requests are merged into one model call.
         """
+        batcher = self.batcher
         if callable(body):
-            batcher = self.batcher
             batcher.announce()
             try:
-                instances, kwargs = await self.parse(await body())
+                raw = await body()
+                if len(raw) > PARSE_OFFLOAD_BYTES:
+                    instances, kwargs = await self.parse(raw)
+                else:
+                    instances, kwargs = self.dispatcher.parse(raw)
             except BaseException:
                 batcher.withdraw()
                 raise
             preds = await batcher.predict(instances, kwargs, alive=alive, announced=True)
-            return codecs.predictions_body(preds)
-        instances, kwargs = await self.parse(body)
-        return codecs.predictions_body(await self.predict(instances, kwargs, alive=alive))
+        else:
+            instances, kwargs = await self.parse(body)
+            preds = await batcher.predict(instances, kwargs, alive=alive)
+        return codecs.predictions_body(preds)
 
     # -- streaming ----------------------------------------------------------------------
 

@@ -218,13 +218,18 @@ class JobService:
     # -- the loop ------------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        held_until = 0.0  # (monotonic) the lease is ours with time to spare until then
         while not self._closing.is_set():
             try:
                 store = self.open()
-                if store.lead(self.owner, self.lease_ttl):
+                if time.monotonic() < held_until or store.lead(self.owner, self.lease_ttl):
+                    # renewed once half the lease is gone, not at every idle look
+                    if time.monotonic() >= held_until:
+                        held_until = time.monotonic() + self.lease_ttl / 2
                     found = store.next_active()
                     if found is not None:
                         self._run(*found)
+                        held_until = 0.0  # the job's heartbeat kept (or lost) the lease
                         continue
             except Exception:
                 logger.exception("batch job runner error")

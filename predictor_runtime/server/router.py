@@ -52,6 +52,8 @@ class Match:
     """The outcome of matching a path: the routes whose pattern matched, with parameters."""
 
     routes: tuple[tuple[Route, dict[str, str]], ...]
+    #: ``method -> (route, params)`` for paths without guarded routes (the hot path)
+    by_method: dict[str, tuple[Route, dict[str, str]]] = field(default_factory=dict, compare=False)
 
     def for_method(
         self, method: str, scope: dict[str, Any] | None = None
@@ -60,6 +62,17 @@ class Match:
 
         :param scope: the request's ASGI scope, for guarded routes (skipped without it).
         """
+        found = self.by_method.get(method)
+        if found is not None:
+            return found
+        found = self._find(method, scope)
+        if found is not None and all(route.when is None for route, _ in self.routes):
+            self.by_method[method] = found
+        return found
+
+    def _find(
+        self, method: str, scope: dict[str, Any] | None
+    ) -> tuple[Route, dict[str, str]] | None:
         for want in (method, "GET") if method == "HEAD" else (method,):
             for route, params in self.routes:
                 if want in route.methods and (

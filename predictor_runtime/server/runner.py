@@ -104,11 +104,13 @@ def _uvicorn_config(app: Any, options: ServerOptions) -> Any:
         timeout_headers=options.timeout_headers,
         timeout_body=options.timeout_body,
         limit_concurrency=options.limit_concurrency or default_limit_concurrency(),
+        timeout_keep_alive=options.timeout_keep_alive,
     )
     return uvicorn.Config(
         app,
         loop="uvloop",
         http=protocol_class(limits),
+        ws="none",  # no WebSocket routes: an Upgrade request is answered as plain HTTP
         timeout_keep_alive=max(1, round(options.timeout_keep_alive)),
         lifespan="on",
         access_log=options.access_log,

@@ -109,7 +109,11 @@ class Guard:
                 origin = value
             elif key == b"authorization":
                 auth = value
-        if host is not None and not self._host_allowed(host, scope):
+        if (
+            host is not None
+            and self._hosts.get(host) is not True
+            and not self._host_allowed(host, scope)
+        ):
             shown = host.decode("latin-1")
             return refusal(
                 403,

@@ -62,8 +62,11 @@ from .store import (
 logger = logging.getLogger("predictor_runtime.tasks")
 T = TypeVar("T")
 
-#: idle polling for tasks submitted to other worker processes (seconds)
+#: polling for tasks submitted to other worker processes (seconds); a submit in this
+#: process wakes the loop at once. Each poll that finds nothing doubles the wait, up to
+#: IDLE_POLL_MAX, so an idle queue costs a store query a second, not ten.
 POLL_INTERVAL = 0.1
+IDLE_POLL_MAX = 1.0
 #: concurrent callback deliveries per process
 CALLBACK_CONCURRENCY = 64
 #: seconds between prunes and metric samples
@@ -302,6 +305,7 @@ class TaskQueue:
 
     async def _work_loop(self) -> None:
         store = self._store()
+        idle = POLL_INTERVAL
         while True:
             free = self.max_inflight - len(self._inflight)
             claimed: list[Task] = []
@@ -321,8 +325,7 @@ class TaskQueue:
                 await asyncio.sleep(0)
                 continue
             self._wake_work.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake_work.wait(), POLL_INTERVAL)
+            idle = await _idle_wait(self._wake_work, POLL_INTERVAL if claimed else idle)
 
     async def _run_task(self, task: Task) -> None:
         try:
@@ -385,6 +388,7 @@ class TaskQueue:
 
     async def _callback_loop(self) -> None:
         store = self._store()
+        idle = POLL_INTERVAL * 2
         while True:
             free = CALLBACK_CONCURRENCY - len(self._callbacks)
             due: list[Task] = []
@@ -399,8 +403,7 @@ class TaskQueue:
                 self._callbacks.add(t)
                 t.add_done_callback(self._callbacks.discard)
             self._wake_callbacks.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake_callbacks.wait(), POLL_INTERVAL * 2)
+            idle = await _idle_wait(self._wake_callbacks, POLL_INTERVAL * 2 if due else idle)
 
     async def _deliver(self, task: Task) -> None:
         attempts = task.callback_attempts + 1
@@ -449,6 +452,16 @@ class TaskQueue:
             except Exception:
                 logger.exception("task housekeeping failed")
             await asyncio.sleep(min(HOUSEKEEPING_INTERVAL, max(self.ttl / 2, 0.2)))
+
+
+async def _idle_wait(wake: asyncio.Event, seconds: float) -> float:
+    """Wait up to ``seconds`` for ``wake``; the wait to use next time: the shortest poll
+    after a wake-up, twice as long (at most :data:`IDLE_POLL_MAX`) after a silent one."""
+    try:
+        await asyncio.wait_for(wake.wait(), seconds)
+    except asyncio.TimeoutError:
+        return min(seconds * 2, IDLE_POLL_MAX)
+    return POLL_INTERVAL
 
 
 __all__ = ["TaskQueue", "describe_failure", "result_path", "success_result"]

@@ -313,6 +313,10 @@ class TaskStore:
             f"AND model IN ({marks}) ORDER BY seq LIMIT ?) RETURNING {COLUMNS}"
         )
         args = (STARTED, owner, now + lease, now, PENDING, *models, limit)
+        with self._tx(read=True) as c:  # the idle poll: no write lock when nothing waits
+            probe = f"SELECT 1 FROM tasks WHERE status = ? AND model IN ({marks}) LIMIT 1"
+            if c.execute(probe, (PENDING, *models)).fetchone() is None:
+                return []
         with self._tx() as c:
             rows = c.execute(sql, args).fetchall()
         return sorted((Task.from_row(r) for r in rows), key=lambda t: t.seq)
@@ -450,6 +454,12 @@ class TaskStore:
             f"callback_next_at <= ? ORDER BY callback_next_at LIMIT ?) RETURNING {COLUMNS}"
         )
         args = (CB_SENDING, owner, now + lease, CB_PENDING, now, limit)
+        with self._tx(read=True) as c:  # the idle poll: no write lock when nothing is due
+            probe = (
+                "SELECT 1 FROM tasks WHERE callback_status = ? AND callback_next_at <= ? LIMIT 1"
+            )
+            if c.execute(probe, (CB_PENDING, now)).fetchone() is None:
+                return []
         with self._tx() as c:
             rows = c.execute(sql, args).fetchall()
         return [Task.from_row(r) for r in rows]

@@ -98,6 +98,20 @@ def test_keep_alive_connection_serves_requests_after_pauses(live_factory: Any) -
         assert client.get("/healthz").status_code == 200
 
 
+def test_idle_keep_alive_connection_is_closed(live_factory: Any) -> None:
+    opts = ServerOptions(
+        graceful_timeout=5, timeout_headers=5, timeout_body=5, timeout_keep_alive=0.5
+    )
+    srv = live_factory(server_options=opts)
+    with socket.create_connection(address(srv.url)) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        start = time.monotonic()
+        closed, sent = closed_within(s, 10)
+        waited = time.monotonic() - start
+    assert closed and sent.startswith(b"HTTP/1.1 200")
+    assert 0.4 < waited < 5  # about the keep-alive timeout, at most 1.5 times it
+
+
 def test_concurrency_bound_answers_503_json(live_factory: Any) -> None:
     from echo_predictor import EchoPredictor
 
