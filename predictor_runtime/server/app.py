@@ -33,6 +33,7 @@ from .http import (
     Response,
     Scope,
     Send,
+    header_dict,
     send_response,
     send_streaming,
 )
@@ -108,7 +109,8 @@ class App:
         match = self.router.match(path)
         method = scope["method"]
         hit = match.for_method(method, scope)
-        refused, cors = self.guard.check(scope, hit is not None and hit[0].public)
+        headers = header_dict(scope)
+        refused, cors = self.guard.check(scope, hit is not None and hit[0].public, headers)
         if refused is not None:
             await send_response(send, refused)
             return
@@ -129,7 +131,7 @@ class App:
             await send_response(send, error_response(style, exc))
             return
         route, params = hit
-        request = Request(scope, receive, params, self.max_request_bytes)
+        request = Request(scope, receive, params, self.max_request_bytes, headers)
         try:
             response = await route.handler(request)
         except ClientDisconnected:

@@ -103,21 +103,34 @@ AnyResponse = Response | StreamingResponse
 Handler = Callable[["Request"], Awaitable[AnyResponse]]
 
 
+def header_dict(scope: Scope) -> dict[bytes, bytes]:
+    """The request headers of ``scope`` as a dict (lower-case names; the first of a
+    repeated name wins)."""
+    headers = scope["headers"]
+    return dict(reversed(headers)) if len(headers) > 1 else dict(headers)
+
+
 class Request:
     """One HTTP request as protocol handlers see it.
 
     :ivar params: path parameters of the matched route (``{"model": "iris"}``).
     """
 
-    __slots__ = ("_body", "_query", "max_body", "params", "receive", "scope")
+    __slots__ = ("_body", "_headers", "_query", "max_body", "params", "receive", "scope")
 
     def __init__(
-        self, scope: Scope, receive: Receive, params: dict[str, str], max_body: int
+        self,
+        scope: Scope,
+        receive: Receive,
+        params: dict[str, str],
+        max_body: int,
+        headers: dict[bytes, bytes] | None = None,
     ) -> None:
         self.scope = scope
         self.receive = receive
         self.params = params
         self.max_body = max_body
+        self._headers = headers
         self._query: dict[str, str] | None = None
         self._body: bytes | None = None
 
@@ -145,10 +158,10 @@ class Request:
 
     def header(self, name: bytes) -> bytes | None:
         """The value of header ``name`` (lower-case bytes), or None."""
-        for key, value in self.scope["headers"]:
-            if key == name:
-                return value  # type: ignore[no-any-return]
-        return None
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = header_dict(self.scope)
+        return headers.get(name)
 
     def alive(self) -> Callable[[], bool] | None:
         """A cheap "is the client still there?" check, when the ASGI server exposes one.

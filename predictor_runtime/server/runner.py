@@ -114,6 +114,9 @@ def _uvicorn_config(app: Any, options: ServerOptions) -> Any:
         timeout_keep_alive=max(1, round(options.timeout_keep_alive)),
         lifespan="on",
         access_log=options.access_log,
+        # X-Forwarded-For/-Proto only matter to the access log (nothing else reads the
+        # client address or scheme); without it the middleware is one more layer per request
+        proxy_headers=options.access_log,
         log_level="info" if options.access_log else "warning",
         timeout_graceful_shutdown=int(options.graceful_timeout),
         server_header=False,

@@ -32,7 +32,7 @@ import ipaddress
 from typing import Any
 
 from .errors import google_error
-from .http import Headers, Response
+from .http import Headers, Response, header_dict
 
 #: Methods and headers a listed origin may use (answered to CORS preflights).
 CORS_METHODS = b"GET, POST, PATCH, DELETE, OPTIONS"
@@ -98,17 +98,23 @@ class Guard:
 
     # -- the hot path -----------------------------------------------------------------
 
-    def check(self, scope: dict[str, Any], public: bool) -> tuple[Response | None, Headers]:
+    def check(
+        self,
+        scope: dict[str, Any],
+        public: bool,
+        headers: dict[bytes, bytes] | None = None,
+    ) -> tuple[Response | None, Headers]:
         """``(response, cors_headers)``: a refusal or preflight answer to send instead of
-        the handler's (or None), and headers to add to the handler's response."""
-        host = origin = auth = None
-        for key, value in scope["headers"]:
-            if key == b"host":
-                host = value
-            elif key == b"origin":
-                origin = value
-            elif key == b"authorization":
-                auth = value
+        the handler's (or None), and headers to add to the handler's response.
+
+        :param headers: the request headers as a dict (:func:`~.http.header_dict`), when
+            the caller has made it already.
+        """
+        if headers is None:
+            headers = header_dict(scope)
+        host = headers.get(b"host")
+        origin = headers.get(b"origin")
+        auth = headers.get(b"authorization")
         if (
             host is not None
             and self._hosts.get(host) is not True
@@ -133,7 +139,7 @@ class Guard:
                     "refused). Start the server with --cors-origins "
                     f"{shown} to allow that web page.",
                 ), ()
-            if scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method"):
+            if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
                 return self._preflight(origin, cors), ()
         if self.key is not None and not public and not self._key_ok(auth):
             what = "missing" if auth is None else "wrong"
@@ -190,13 +196,6 @@ class Guard:
                 (b"access-control-max-age", CORS_MAX_AGE),
             ),
         )
-
-
-def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value  # type: ignore[no-any-return]
-    return None
 
 
 def _same_origin(origin: bytes, host: bytes | None) -> bool:

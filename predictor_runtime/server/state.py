@@ -279,6 +279,8 @@ class ManagedState:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.metrics is not None:
+            self.metrics.flush()
         with contextlib.suppress(Exception):
             await self.run_store(self.persist_last_use)
         if self.request_logger is not None:
@@ -300,6 +302,8 @@ class ManagedState:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(wake.wait(), self.sync_interval)
                 wake.clear()
+            if self.metrics is not None:
+                self.metrics.flush()
             try:
                 await self.refresh()
                 if time.monotonic() - self._last_touch >= self.touch_interval:

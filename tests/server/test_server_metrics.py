@@ -75,3 +75,29 @@ def test_merged_batches_add_up(live_factory: Any) -> None:
     )
     counts = [v for _, v in buckets]
     assert counts == sorted(counts) and counts[-1] == calls
+
+
+def test_request_counts_added_up_between_scrapes_are_exact() -> None:
+    """Requests added up between scrapes expose exactly what one ``observe`` each would."""
+    metrics = metrics_module.Metrics()
+    seconds = [0.0001, 0.0005, 0.0007, 0.003, 0.003, 0.2, 4.0, 11.0, 0.001]
+    for i, s in enumerate(seconds):
+        metrics.observe_request("m", "v1", 200 if i % 3 else 400, s)
+        if i == 4:
+            metrics.render()  # a scrape in the middle: nothing counted twice or lost
+    ours = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(metrics.render()[1].decode())
+        for s in f.samples
+    }
+    for bound in [*metrics_module.LATENCY_BUCKETS, float("inf")]:
+        le = "+Inf" if bound == float("inf") else str(bound)
+        got = value(
+            ours, "predictor_request_duration_seconds_bucket", le=le, model="m", version="v1"
+        )
+        assert got == sum(1 for s in seconds if s <= bound), le
+    total = value(ours, "predictor_request_duration_seconds_sum", model="m", version="v1")
+    assert abs(total - sum(seconds)) < 1e-9
+    assert value(ours, "predictor_requests_total", model="m", version="v1", code="200") == 6
+    assert value(ours, "predictor_requests_total", model="m", version="v1", code="400") == 3
+    assert value(ours, "predictor_request_errors_total", model="m", version="v1", code="400") == 3
