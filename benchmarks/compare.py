@@ -42,6 +42,15 @@ Needs ``wrk`` and ``taskset`` and 2 cores; about 8 minutes with the defaults.
 ``--v2 [--rounds 3]``: W2 only, over the Open Inference Protocol V2: our V1 JSON, V2 JSON
 and V2 binary (Triton's binary tensors) against MLServer's V2 JSON, in rounds
 (:mod:`v2bench`; about 2 minutes per round).
+
+``--targets [--rounds 3]``: the checks of issue 15, each round measured in one go: W1 and
+W2 of both models against MLServer's best setting (the full grid in the first round, then
+the settings that won it); the forest's batching limit (16 rows divided by the plugin's
+call time for 16 rows, timed on core 0 in a fresh process); the server's trivial-route
+ceiling (the same route and one-row body to a predictor that answers a constant); and the
+server's own share of start-up (process start to ``/readyz`` minus the framework's import
+and model load, as the server logs them; the same import and load timed in a fresh
+process are printed beside them). About 6 minutes per round.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -227,6 +237,8 @@ class Server:
     def __init__(self, cmd: list[str], cwd: Path, ready_url: str, log: Path, env=None):
         self.log = log
         self.log_file = log.open("wb")
+        if env is None:  # start-up is reported: measure an installed tree, bytecode cached
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         self.proc = subprocess.Popen(
             ["taskset", "-c", "0", *cmd],
             cwd=cwd,
@@ -248,7 +260,7 @@ class Server:
                 self.stop()
                 tail = log.read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"server not ready ({' '.join(cmd)}):\n{tail}")
-            time.sleep(0.05)
+            time.sleep(0.01)  # (start-up is reported: poll finely)
         self.ready_s = time.perf_counter() - started
 
     def stop(self) -> None:
@@ -358,6 +370,10 @@ def measure(
             out.append({**wrk_row(res, wname, rows, conns), "ready_s": server.ready_s})
     finally:
         server.stop()
+    # predictor-runtime logs how long the framework import and model load took
+    found = re.search(r"framework import and model load: ([0-9.]+) s", server.log.read_text())
+    for r in out:
+        r["load_s"] = float(found.group(1)) if found else None
     return out
 
 
@@ -375,7 +391,11 @@ def main() -> int:
     ap.add_argument("--v2", action="store_true",
                     help="W2 only: our V1 JSON, V2 JSON and V2 binary vs MLServer V2 JSON "
                          "(benchmarks/v2bench.py)")  # fmt: skip
-    ap.add_argument("--rounds", type=int, default=3, help="--v2: repeat the whole sequence")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="--v2, --targets: repeat the whole sequence")  # fmt: skip
+    ap.add_argument("--targets", action="store_true",
+                    help="issue 15's checks: ratios, batching limit, trivial-route ceiling, "
+                         "start-up share, in rounds")  # fmt: skip
     args = ap.parse_args()
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         sys.stderr.write("error: needs wrk and taskset (apt-get install wrk util-linux)\n")
@@ -388,6 +408,8 @@ def main() -> int:
         import v2bench
 
         return v2bench.run(args)
+    if args.targets:
+        return run_targets(args)
 
     versions = {"mlserver": version_of(args.anchors_python, "mlserver")}
     kserve_labels = {p: f"{KSERVE} {version_of(p, 'kserve')}" for p in kserve_pythons}
@@ -443,6 +465,198 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
+
+
+# -- issue 15's targets ---------------------------------------------------------------
+
+CONSTANT_PREDICTOR = """
+class Constant:
+    \"\"\"Answers 0.0 per instance: the server's own cost, with no model behind it.\"\"\"
+
+    def predict(self, instances, **kwargs):
+        return [0.0] * len(instances)
+
+    @classmethod
+    def from_path(cls, model_dir):
+        return cls()
+"""
+
+CALL_TIMER = """
+import json, statistics, sys, time
+import numpy as np
+from predictor_runtime.loader import load_model
+model = load_model(sys.argv[1])
+x = np.random.default_rng(3).random((16, %d))
+predict = model.predictor.predict
+for _ in range(20):
+    predict(x)
+times = []
+for _ in range(200):
+    t = time.perf_counter()
+    predict(x)
+    times.append(time.perf_counter() - t)
+print(json.dumps({"call_16_s": statistics.median(times)}))
+"""
+
+LOAD_TIMER = """
+import importlib, json, sys, time
+t0 = time.perf_counter()
+kind, path = sys.argv[1], sys.argv[2]
+if kind == "forest":
+    importlib.import_module("sklearn.ensemble")
+    joblib = importlib.import_module("joblib")
+    t1 = time.perf_counter()
+    joblib.load(path)
+else:
+    xgb = importlib.import_module("xgboost")
+    t1 = time.perf_counter()
+    xgb.Booster(model_file=path)
+t2 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1}))
+"""
+
+
+def pinned_json(code: str, *argv: str) -> dict[str, Any]:
+    """Run ``code`` in a fresh interpreter pinned to core 0; its last line is JSON."""
+    out = subprocess.run(
+        ["taskset", "-c", "0", sys.executable, "-c", code, *argv],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def run_targets(args: argparse.Namespace) -> int:
+    """Issue 15's checks, ``--rounds`` times; prints a table per check and the medians."""
+
+    rounds: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="predictor-targets-") as tmp:
+        root = Path(tmp)
+        models = build_models(root)
+        script = root / "post.lua"
+        script.write_text(WRK_SCRIPT)
+        const_dir = root / "constant"
+        const_dir.mkdir()
+        (const_dir / "constant_predictor.py").write_text(CONSTANT_PREDICTOR)
+        bodies: dict[tuple[str, str], Path] = {}
+        for wname, rows, _, seed in WORKLOADS:
+            v1 = make_body(rows, seed)
+            for server_name, body in ((OURS, v1), (MLSERVER, v2_body(v1))):
+                bodies[(server_name, wname)] = root / f"{server_name}-{wname}.json"
+                bodies[(server_name, wname)].write_bytes(body)
+        winners: dict[str, set[str]] = {}
+        for rnd in range(args.rounds):
+            row: dict[str, Any] = {"round": rnd + 1}
+            for model, model_dir in models.items():
+                kind = "forest" if model.startswith("RandomForest") else "booster"
+                short = "forest" if kind == "forest" else "xgboost"
+                model_file = model_dir / ("model.joblib" if kind == "forest" else "model.json")
+                expected = {
+                    wname: reference_predictions(model_file, bodies[(OURS, wname)].read_bytes())
+                    for wname, *_ in WORKLOADS
+                }
+                ours = measure(OURS, lambda d=model_dir: start_ours(d, [], root),
+                               bodies, expected, script, args)  # fmt: skip
+                grid = [
+                    c for c in MLSERVER_GRID if not winners.get(short) or c[0] in winners[short]
+                ]
+                ml: dict[str, list[dict[str, Any]]] = {"W1": [], "W2": []}
+                for cfg in grid:
+                    try:
+                        res = measure(MLSERVER, lambda c=cfg, f=model_file, k=kind:
+                                      start_mlserver(args.anchors_python, f, k, c, root),
+                                      bodies, expected, script, args)  # fmt: skip
+                    except (RuntimeError, subprocess.CalledProcessError) as e:
+                        print(f"FAILED MLServer [{cfg[0]}] {model}: {e}", file=sys.stderr)
+                        continue
+                    for r in res:
+                        ml[r["workload"]].append({**r, "config": cfg[0]})
+                for r in ours:
+                    w = r["workload"]
+                    top = max(ml[w], key=lambda x: x["requests_per_s"], default=None)
+                    row[f"{short}_{w}_ours"] = r["requests_per_s"]
+                    if top is not None:
+                        row[f"{short}_{w}_mlserver"] = top["requests_per_s"]
+                        row[f"{short}_{w}_mlserver_config"] = top["config"]
+                        row[f"{short}_{w}_ratio"] = r["requests_per_s"] / top["requests_per_s"]
+                        winners.setdefault(short, set()).add(top["config"])
+                times = pinned_json(LOAD_TIMER, kind, str(model_file))
+                row[f"{short}_ready_s"] = ours[0]["ready_s"]
+                row[f"{short}_framework_fresh_s"] = times["import_s"] + times["load_s"]
+                row[f"{short}_framework_in_server_s"] = ours[0]["load_s"]
+                row[f"{short}_own_startup_s"] = ours[0]["ready_s"] - ours[0]["load_s"]
+                call = pinned_json(CALL_TIMER % N_FEATURES, str(model_dir))["call_16_s"]
+                row[f"{short}_call_16_ms"] = call * 1000
+                row[f"{short}_limit_rps"] = 16 / call
+                row[f"{short}_W1_of_limit"] = row[f"{short}_W1_ours"] / row[f"{short}_limit_rps"]
+            # the trivial-route ceiling: the same route and body, a constant answer
+            server, url = start_ours(
+                const_dir, ["--prediction-class", "constant_predictor.Constant",
+                            "--package", str(const_dir)], root)  # fmt: skip
+            try:
+                body = bodies[(OURS, "W1")]
+                run_wrk(url, body, script, 16, args.warmup)
+                ceiling = run_wrk(url, body, script, 16, args.duration)["requests_per_s"]
+            finally:
+                server.stop()
+            row["ceiling_W1"] = ceiling
+            row["xgboost_W1_of_ceiling"] = row["xgboost_W1_ours"] / ceiling
+            # one core runs both the model and the server: a 16-row cycle costs the model's
+            # call plus 16 times the server's own CPU per request (1 / ceiling)
+            for short in ("forest", "xgboost"):
+                cycle = row[f"{short}_call_16_ms"] / 1000 + 16 / ceiling
+                row[f"{short}_core_bound_rps"] = 16 / cycle
+                row[f"{short}_W1_of_core_bound"] = row[f"{short}_W1_ours"] / (16 / cycle)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            rounds.append(row)
+    print_targets(rounds, args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rounds, indent=2))
+    return 0
+
+
+TARGET_ROWS = [
+    ("W2 forest vs MLServer best", "forest_W2_ratio", "x", ">= 1.3"),
+    ("W2 XGBoost vs MLServer best", "xgboost_W2_ratio", "x", ">= 1.3"),
+    ("W1 forest vs MLServer best", "forest_W1_ratio", "x", "(reported)"),
+    ("W1 XGBoost vs MLServer best", "xgboost_W1_ratio", "x", ">= the issue's 6.9x"),
+    ("W1 forest / its batching limit", "forest_W1_of_limit", "%", ">= 95%"),
+    ("W1 XGBoost / trivial-route ceiling", "xgboost_W1_of_ceiling", "%", ">= 90%"),
+    ("W1 forest / one-core bound (model + server)", "forest_W1_of_core_bound", "%", "(reported)"),
+    ("W1 XGBoost / one-core bound (model + server)", "xgboost_W1_of_core_bound", "%", "(reported)"),
+    ("start-up, server's own share (forest)", "forest_own_startup_s", "s", "< 0.2 s"),
+    ("start-up, server's own share (XGBoost)", "xgboost_own_startup_s", "s", "< 0.2 s"),
+]
+
+
+def print_targets(rounds: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    import statistics
+
+    def fmt(v: float | None, unit: str) -> str:
+        if v is None:
+            return "-"
+        return {"x": f"{v:.2f}x", "%": f"{v * 100:.0f}%", "s": f"{v:.3f} s"}[unit]
+
+    print(f"\n{args.rounds} rounds, {args.duration:g} s per run after {args.warmup:g} s "
+          "warm-up; server on core 0, wrk on core 1.\n")  # fmt: skip
+    head = " | ".join(f"round {r['round']}" for r in rounds)
+    print(f"| check | {head} | median | target |")
+    print("|---|" + "---:|" * (len(rounds) + 2))
+    for label, key, unit, target in TARGET_ROWS:
+        vals = [r.get(key) for r in rounds]
+        cells = " | ".join(fmt(v, unit) for v in vals)
+        present = [v for v in vals if v is not None]
+        med = fmt(statistics.median(present), unit) if present else "-"
+        print(f"| {label} | {cells} | **{med}** | {target} |")
+    print("\nThe numbers behind them (req/s; ms; s):\n")
+    keys = [k for k in rounds[0] if k != "round"]
+    print("| value | " + " | ".join(f"round {r['round']}" for r in rounds) + " |")
+    print("|---|" + "---:|" * len(rounds))
+    for k in keys:
+        cells = []
+        for r in rounds:
+            v = r.get(k)
+            cells.append(f"{v:,.3f}" if isinstance(v, float) else str(v))
+        print(f"| {k} | " + " | ".join(cells) + " |")
 
 
 def best(results: list[dict], server: str, model: str, workload: str) -> dict | None:

@@ -3,22 +3,24 @@ server's connection limits, the app, the pipeline, the batcher and a real model.
 
 Closed-loop clients (16 by default, like ``load.py``'s W1) each own an in-memory
 transport: the moment a response is complete, the connection's next request is fed to
-the protocol's ``data_received``, as a kernel socket would. There is no wrk and no socket
-I/O, so the number is much less sensitive to a busy or virtualised machine than
-``load.py``; what it leaves out (syscalls, the kernel's TCP stack) costs both trees the
-same. It prints one JSON line: requests per second of wall time and of this process's CPU
-time, mean rows per model call.
+the protocol's ``data_received``, as a kernel socket would. No wrk, no socket I/O: what it
+leaves out (syscalls, the kernel's TCP stack) costs both trees the same. It prints one
+JSON line: requests per second of wall time and per second of this process's CPU time,
+CPU microseconds per request, mean rows and seconds per model call, GC time.
 
-Alternate two trees run by run on one core::
+``--inline`` runs model calls in the event loop's thread (no hand-off to the model
+thread), which leaves the stack's own cost. Even so, back-to-back runs of one tree differ
+by up to 20% on this VM; run the two trees *at the same time* on one core, with the same
+``--start-at``, and compare requests per CPU second (rounds agree within about 2%)::
 
+    at=$(( $(date +%s) + 12 ))
     for tree in /work/wt/before /work/main; do
-        PYTHONPATH=$tree:$tree/plugins/xgboost:$tree/plugins/sklearn:$tree/plugins/tensorflow \\
-            taskset -c 0 \
-            python benchmarks/protocol_ab.py --model-dir /tmp/models/xgboost
-    done
+        PYTHONPATH=$tree:$tree/plugins/sklearn:$tree/plugins/xgboost taskset -c 0 \
+            python benchmarks/protocol_ab.py --inline --seconds 4 --start-at $at &
+    done; wait
 
-``--model-dir`` is any model folder ``serve`` accepts (``load.py --keep-models DIR`` writes
-its forest and XGBoost models there); without it a tiny custom predictor is served.
+``--model-dir`` serves any model folder ``serve`` accepts (default: a tiny custom predictor
+summing each row); ``--profile FILE`` writes a cProfile of the measured phase.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,7 +269,12 @@ def prepare_app(
     )
     if config.signature_name:
         version.default_kwargs = {"signature_name": config.signature_name}
+    from ..plugins import plugin_manager
+
+    plugin_manager()  # plugin discovery is the server's own start-up, not the model's
+    load_started = time.perf_counter()
     registry.load_version(version, state_dir=state_dir)
+    load_seconds = time.perf_counter() - load_started
     framework = version.dispatcher.model.framework if version.dispatcher else "?"
     predict_url = f"{base}/v1/models/{model_name}:predict"
     if generative:
@@ -291,7 +297,8 @@ def prepare_app(
             )
         else:
             out.write(
-                f"Serving model {model_name} version {version.name} ({framework}) from {model_dir}\n"
+                f"Serving model {model_name} version {version.name} ({framework}) from "
+                f"{model_dir} (framework import and model load: {load_seconds:.2f} s)\n"
             )
         out.flush()
 
