@@ -91,9 +91,16 @@ def enable_multiprocess_metrics() -> str:
     return path
 
 
-def freeze_heap() -> None:
-    """Collect once, then move every object to the permanent generation (``gc.freeze``)."""
-    gc.collect()
+def freeze_heap(collect: bool = True) -> None:
+    """Move every object to the permanent generation (``gc.freeze``), after one full
+    collection unless ``collect`` is False.
+
+    Before a fork the collection keeps garbage out of the pages the workers share; with
+    one process it only costs start-up (97 ms once XGBoost is loaded, for 16 unreachable
+    objects, which are then frozen with the rest and never freed).
+    """
+    if collect:
+        gc.collect()
     gc.freeze()
 
 
@@ -193,7 +200,7 @@ def serve_forever(
     any fork); ``announce`` prints the "listening" line once workers accept requests.
     """
     app = build_app()
-    freeze_heap()
+    freeze_heap(collect=options.workers > 1)
     if options.workers <= 1:
         run_worker(app, sock, options, on_ready=announce, log_shutdown=True)
         log("shutdown complete")
