@@ -20,9 +20,9 @@ and ``/metrics`` (answered by any one worker) aggregates all of them.
 
 The two per-request metrics (count and latency) are first added up in plain Python
 (:meth:`Metrics.observe_request`: a dict look-up, three additions, one C ``bisect``) and
-handed to prometheus_client in bulk by :meth:`Metrics.flush`: before every scrape, and
-every half second from the state sync loop (so with several workers a scrape can miss
-the last half second of the other workers' requests). prometheus_client's own
+handed to prometheus_client in bulk by :meth:`Metrics.flush`: before every scrape, every
+half second from the state sync loop and at shutdown. With several workers (a scrape
+reads every worker's files) each request is handed over at once. prometheus_client's own
 ``inc``/``observe`` take a lock and walk the buckets in Python: about 3% of a one-row
 request's cost, measured with ``benchmarks/protocol_ab.py``.
 """
@@ -100,12 +100,15 @@ class Metrics:
         self._children: dict[tuple[str, str, int], Any] = {}
         #: per (model, version, code): [requests, seconds, latency bucket counts]
         self._pending: dict[tuple[str, str, int], list[Any]] = {}
-        probe = self.latency.labels("", "")
-        self._bulk = (
-            hasattr(probe, "_sum")
-            and len(getattr(probe, "_buckets", ())) == len(LATENCY_BUCKETS) + 1
-        )
-        self.latency.remove("", "")
+        # several workers: a scrape reads every worker's files, so no worker may hold
+        # counts back (each request goes to prometheus_client at once, as before)
+        self._bulk = False
+        if not self.multiprocess:
+            probe = self.latency.labels("", "")
+            self._bulk = hasattr(probe, "_sum") and len(getattr(probe, "_buckets", ())) == (
+                len(LATENCY_BUCKETS) + 1
+            )
+            self.latency.remove("", "")
 
     def log_dropped(self, table: str) -> None:
         """Count one request-log row that was not written (``RequestLogger(on_drop=...)``)."""

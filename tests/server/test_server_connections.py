@@ -112,6 +112,17 @@ def test_idle_keep_alive_connection_is_closed(live_factory: Any) -> None:
     assert 0.4 < waited < 5  # about the keep-alive timeout, at most 1.5 times it
 
 
+def test_pipelined_requests_are_all_answered(live_factory: Any) -> None:
+    srv = live_factory(server_options=FAST)
+    one = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    last = b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(address(srv.url)) as s:
+        s.sendall(one * 3 + last)  # four requests in one packet
+        closed, sent = closed_within(s, 10)
+    assert closed
+    assert sent.count(b"HTTP/1.1 200") == 4
+
+
 def test_concurrency_bound_answers_503_json(live_factory: Any) -> None:
     from echo_predictor import EchoPredictor
 
