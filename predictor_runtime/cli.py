@@ -125,7 +125,8 @@ class _VersionAction(argparse.Action):
     """``--version``, looked up only when asked for (the metadata scan costs start-up)."""
 
     def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
-        parser.exit(message=f"predictor-runtime {_package_version()}\n")
+        sys.stdout.write(f"predictor-runtime {_package_version()}\n")  # stdout, as argparse's
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
