@@ -116,7 +116,7 @@ def protocol_class(limits: ConnectionLimits) -> type:
             state.predictor_runtime_sweep = loop.call_later(tick, sweep, loop, state)
 
     class LimitedHttpToolsProtocol(HttpToolsProtocol):
-        #: (scope, what it waits for, since when) of the incomplete request last seen
+        #: (key, what the connection waits for, since when) as last seen by the sweep
         _seen: tuple[Any, str, float] | None = None
 
         def connection_made(self, transport: Any) -> None:
