@@ -100,6 +100,13 @@ def protocol_class(limits: ConnectionLimits) -> type:
     """
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+    # on_response_complete below copies uvicorn 0.54's minus its
+    # keep-alive timer; a uvicorn whose protocol lacks what it calls keeps its own
+    _KNOWN_RESPONSE_COMPLETE = all(
+        hasattr(HttpToolsProtocol, name)
+        for name in ("_unset_keepalive_if_required", "_start_asgi_task", "on_response_complete")
+    )
+
     timeout_headers, timeout_body = limits.timeout_headers, limits.timeout_body
     timeout_idle = limits.timeout_keep_alive
     limit = limits.limit_concurrency
@@ -128,16 +135,18 @@ def protocol_class(limits: ConnectionLimits) -> type:
             if getattr(state, "predictor_runtime_sweep", None) is None:
                 state.predictor_runtime_sweep = loop.call_later(tick, sweep, loop, state)
 
-        def on_response_complete(self) -> None:
-            # uvicorn's, without arming its keep-alive timer (the sweep closes idle ones)
-            self.server_state.total_requests += 1
-            if self.transport.is_closing():
-                return
-            self._unset_keepalive_if_required()
-            self.flow.resume_reading()
-            if self.pipeline:
-                cycle, app = self.pipeline.pop()
-                self._start_asgi_task(cycle, app)
+        if _KNOWN_RESPONSE_COMPLETE:
+
+            def on_response_complete(self) -> None:
+                # uvicorn's, without arming its keep-alive timer (the sweep closes idle ones)
+                self.server_state.total_requests += 1
+                if self.transport.is_closing():
+                    return
+                self._unset_keepalive_if_required()
+                self.flow.resume_reading()
+                if self.pipeline:
+                    cycle, app = self.pipeline.pop()
+                    self._start_asgi_task(cycle, app)
 
         def state(self) -> tuple[str, Any] | None:
             """What the connection waits for, and the object that stays the same while it
