@@ -124,11 +124,10 @@ class Client:
 class Bench:
     """The server stack of the tree on ``sys.path`` and the clients driving it."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, app: Any, config: Any) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, config: Any) -> None:
         from uvicorn.server import ServerState
 
         self.loop = loop
-        self.app = app
         self.config = config
         self.state = ServerState()
         self.done = 0
@@ -220,7 +219,7 @@ async def run(args: argparse.Namespace, state_dir: str) -> dict[str, Any]:
     app = build_app(args.model_dir, state_dir)
     config = runner._uvicorn_config(app, runner.ServerOptions())
     config.load()
-    bench = Bench(loop, config.loaded_app, config)
+    bench = Bench(loop, config)
 
     startup: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     await startup.put({"type": "lifespan.startup"})

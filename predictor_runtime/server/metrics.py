@@ -117,9 +117,12 @@ class Metrics:
     def observe_request(self, model: str, version: str, code: int, seconds: float) -> None:
         """Count one answered predict request and its latency (event loop thread only)."""
         key = (model, version, code)
-        if not self._bulk:  # an unknown prometheus_client layout: the public API
-            self._pending[key] = [1, seconds, [0] * (len(LATENCY_BUCKETS) + 1)]
-            self.flush()
+        if not self._bulk:  # several workers, or an unknown prometheus_client layout
+            req, err, lat = self._children_of(key)
+            req.inc()
+            if err is not None:
+                err.inc()
+            lat.observe(seconds)
             return
         p = self._pending.get(key)
         if p is None:
@@ -128,25 +131,27 @@ class Metrics:
         p[1] += seconds
         p[2][bisect_left(LATENCY_BUCKETS, seconds)] += 1
 
+    def _children_of(self, key: tuple[str, str, int]) -> tuple[Any, Any, Any]:
+        """The labelled request counter, error counter (None below 400) and latency
+        histogram of ``(model, version, code)``, made once."""
+        children = self._children.get(key)
+        if children is None:
+            model, version, code = key
+            children = self._children[key] = (
+                self.requests.labels(model, version, str(code)),
+                self.errors.labels(model, version, str(code)) if code >= 400 else None,
+                self.latency.labels(model, version),
+            )
+        return children
+
     def flush(self) -> None:
         """Hand the requests counted since the last flush to prometheus_client."""
         pending, self._pending = self._pending, {}
         for key, (n, seconds, buckets) in pending.items():
-            children = self._children.get(key)
-            if children is None:
-                model, version, code = key
-                children = self._children[key] = (
-                    self.requests.labels(model, version, str(code)),
-                    self.errors.labels(model, version, str(code)) if code >= 400 else None,
-                    self.latency.labels(model, version),
-                )
-            req, err, lat = children
+            req, err, lat = self._children_of(key)
             req.inc(n)
             if err is not None:
                 err.inc(n)
-            if not self._bulk:  # one request (see observe_request)
-                lat.observe(seconds)
-                continue
             lat._sum.inc(seconds)  # prometheus_client: one non-cumulative count per bucket
             for i, count in enumerate(buckets):
                 if count:
