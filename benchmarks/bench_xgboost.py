@@ -1,9 +1,11 @@
 """End-to-end cost of the xgboost adapter against the Booster's bare predict, same run.
 
 Run: ``python -m pytest benchmarks/bench_xgboost.py -p no:cacheprovider --benchmark-only``.
-Each group (1 row, 1,000 rows) holds:
+Each group (1 row, 1,000 rows; 16 rows for the first two) holds:
 
 - ``bare_inplace``: ``booster.inplace_predict(X)`` on a prepared float32 array (baseline);
+- ``dense_call``: the adapter's :class:`DensePredict` on the same array (the C call
+  ``inplace_predict`` makes, without its Python wrapper; also for 16 rows, a W1 batch);
 - ``bare_dmatrix``: ``booster.predict(DMatrix(X))``, what AI Platform's runtime does;
 - ``adapter``: the adapter's ``predict`` on the decoded instances (list -> array -> predict);
 - ``dispatcher``: ``Dispatcher.predict_body(json_bytes)``: parse, batch, predict, serialize.
@@ -21,6 +23,7 @@ import numpy as np
 import orjson
 import pytest
 import xgboost as xgb
+from predictor_runtime_xgboost._dense import DensePredict
 
 from predictor_runtime.dispatcher import Dispatcher
 from predictor_runtime.loader import load_model
@@ -48,11 +51,19 @@ def expected(setup: dict[str, Any], rows: int) -> np.ndarray:
     return setup["booster"].predict(xgb.DMatrix(X, missing=np.nan))
 
 
-@pytest.mark.parametrize("rows", [1, 1000])
+@pytest.mark.parametrize("rows", [1, 16, 1000])
 def test_bare_inplace(benchmark: Any, setup: dict[str, Any], rows: int) -> None:
     benchmark.group = f"xgboost: {rows} row(s)"
     X = np.ascontiguousarray(setup["X"][:rows], dtype=np.float32)
     out = benchmark(setup["booster"].inplace_predict, X, missing=np.nan)
+    assert np.array_equal(out, expected(setup, rows))
+
+
+@pytest.mark.parametrize("rows", [1, 16, 1000])
+def test_dense_call(benchmark: Any, setup: dict[str, Any], rows: int) -> None:
+    benchmark.group = f"xgboost: {rows} row(s)"
+    X = np.ascontiguousarray(setup["X"][:rows], dtype=np.float32)
+    out = benchmark(DensePredict(setup["booster"]), X)
     assert np.array_equal(out, expected(setup, rows))
 
 

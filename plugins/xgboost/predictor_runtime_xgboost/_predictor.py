@@ -1,4 +1,5 @@
-"""The loaded XGBoost model: instances -> float32 array -> ``Booster.inplace_predict``.
+"""The loaded XGBoost model: instances -> float32 array -> ``Booster.inplace_predict``
+(made through :class:`~._dense.DensePredict`, the same C call without the wrapper).
 
 Imported only when a model is loaded (it imports numpy and XGBoost; joblib for pickles).
 
@@ -20,6 +21,7 @@ from predictor_runtime.errors import InvalidInstanceError, ModelLoadError, descr
 from predictor_runtime.modelfiles import load_error, load_pickle
 
 from . import MODEL_FILES, NATIVE_FILES, XGBoostFramework
+from ._dense import DensePredict
 from ._detect import PICKLE_FILES, is_xgboost_pickle, top_level_class
 
 
@@ -129,12 +131,12 @@ class XGBoostPredictor(XGBoostFramework):
         self.n_features: int = int(booster.num_features())
         names = booster.feature_names
         self.feature_names: list[str] | None = list(names) if names else None
-        self._inplace_predict = booster.inplace_predict
+        self._predict_dense = DensePredict(booster)
 
     def predict(self, instances: list[Any], **kwargs: Any) -> Any:
         """The Booster's output for each instance; keyword arguments are ignored."""
         X = self.batch(instances)
-        return self._inplace_predict(X, missing=np.nan, validate_features=False)
+        return self._predict_dense(X)
 
     def tensor_metadata(self) -> dict[str, Any]:
         """V2 model metadata: one ``[-1, n_features]`` FP32 input, one ``predict`` output

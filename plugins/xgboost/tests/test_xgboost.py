@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 from predictor_runtime_xgboost import XGBoostFramework, detect_framework
+from predictor_runtime_xgboost._dense import DensePredict
 from predictor_runtime_xgboost._detect import top_level_class
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris
 from sklearn.ensemble import RandomForestClassifier
@@ -125,6 +126,53 @@ def test_inplace_predict_equals_dmatrix_predict(json_dir: str, cancer: Any) -> N
     X[::3, ::4] = np.nan
     ours = predictor.predict(X.tolist())
     np.testing.assert_array_equal(ours, native(predictor.booster, X))
+
+
+def _wrapper(booster: xgb.Booster, X: np.ndarray) -> np.ndarray:
+    return booster.inplace_predict(X, missing=np.nan, validate_features=False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_call_equals_inplace_predict(booster: xgb.Booster, cancer: Any, dtype: Any) -> None:
+    """The C-API call returns exactly what the wrapper returns: values, dtype, shape."""
+    dense = DensePredict(booster)
+    assert dense.available
+    X = cancer[0][:37].astype(dtype)
+    X[::4, ::3] = np.nan
+    for rows in (X[:1], X):
+        got, expected = dense(np.ascontiguousarray(rows)), _wrapper(booster, rows)
+        assert got.dtype == expected.dtype == np.float32
+        assert got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_dense_call_keeps_multi_output_shapes() -> None:
+    """Several classes (softprob) and several targets come back as [rows, k], as from XGBoost."""
+    X, y = load_iris(return_X_y=True)
+    softprob = xgb.train(
+        {"objective": "multi:softprob", "num_class": 3, "max_depth": 2, "nthread": 1},
+        xgb.DMatrix(X, label=y),
+        num_boost_round=3,
+    )
+    Y = np.stack([X[:, 0] + X[:, 1], X[:, 2] * 2], axis=1)
+    targets = xgb.XGBRegressor(n_estimators=3, max_depth=2, n_jobs=1).fit(X, Y).get_booster()
+    for model, width in ((softprob, 3), (targets, 2)):
+        got = DensePredict(model)(X[:9].astype(np.float32))
+        assert got.shape == (9, width)
+        np.testing.assert_array_equal(got, _wrapper(model, X[:9].astype(np.float32)))
+
+
+def test_dense_call_hands_other_inputs_to_the_wrapper(booster: xgb.Booster, cancer: Any) -> None:
+    """Strided and integer arrays, and XGBoost's own errors, go through inplace_predict."""
+    dense = DensePredict(booster)
+    wide = np.repeat(cancer[0][:5].astype(np.float32), 2, axis=1)
+    strided = wide[:, ::2]
+    assert not strided.flags.c_contiguous
+    np.testing.assert_array_equal(dense(strided), _wrapper(booster, strided))
+    ints = cancer[0][:5].astype(np.int32)
+    np.testing.assert_array_equal(dense(ints), _wrapper(booster, ints))
+    with pytest.raises(xgb.core.XGBoostError, match="Number of columns in data must equal"):
+        dense(np.zeros((2, 3), dtype=np.float32))
 
 
 def test_joblib_xgbclassifier_gives_booster_probabilities(iris_clf_dir: str) -> None:
