@@ -57,13 +57,18 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
 import orjson
 
 from .errors import InvalidInstanceError
+from .lazy import lazy_numpy
 from .tensors import TensorBatch, batch_key
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_numpy(globals())
 
 DEFAULT_MAX_BATCH_DELAY_MS = 0.0
 #: Adaptive wait: wait for the previous batch's callers to come back for at most this fraction of the (smoothed) model call time ...

@@ -21,9 +21,8 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import orjson
 
 from .errors import (
@@ -34,6 +33,12 @@ from .errors import (
     PredictorRuntimeError,
     describe,
 )
+from .lazy import lazy_numpy
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_numpy(globals())
 
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -272,7 +277,7 @@ def _diagnose(instances: Sequence[Any], n_features: int | None) -> InvalidInstan
 
 
 def to_array(
-    instances: Sequence[Any], *, dtype: Any = np.float64, n_features: int | None = None
+    instances: Sequence[Any], *, dtype: Any = "float64", n_features: int | None = None
 ) -> np.ndarray:
     """Batch numeric instances into one 2-D array of ``dtype``.
 

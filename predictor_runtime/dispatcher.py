@@ -8,9 +8,7 @@ subclasses; :meth:`Dispatcher.handle` turns them into ``{"error": ...}`` bodies.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import codecs, fastparse
 from .errors import (
@@ -20,8 +18,14 @@ from .errors import (
     PredictionFailedError,
     PredictorRuntimeError,
 )
+from .lazy import lazy_numpy
 from .loader import LoadedModel
 from .tensors import TensorBatch
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_numpy(globals())
 
 DecodeRule = Literal["auto", "always", "never"]
 DEFAULT_MAX_BATCH_SIZE = 4096

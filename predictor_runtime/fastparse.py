@@ -21,43 +21,54 @@ XGBoost frameworks); without pysimdjson installed, everything takes the general 
 
 from __future__ import annotations
 
+import importlib.util
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from .lazy import lazy_numpy
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_numpy(globals())
+
 
 #: Bodies smaller than this take the general path (orjson is as fast there).
 MIN_BYTES = 4096
 
-_simdjson: Any = None  # the pysimdjson module when installed (untyped: its proxies vary)
-try:  # optional: an accelerator, never a requirement
-    import simdjson as _simdjson_module
-
-    _simdjson = _simdjson_module
-except ImportError:  # pragma: no cover - exercised only without the dependency
-    pass
-
+#: the pysimdjson module, imported with the first large body (untyped: its proxies vary);
+#: optional, an accelerator, never a requirement
+_simdjson: Any = None
+_installed: bool | None = None
 _local = threading.local()
 
 
 def available() -> bool:
-    """Whether the fast path can run (pysimdjson is installed)."""
-    return _simdjson is not None
+    """Whether the fast path can run (pysimdjson is installed; not imported until used)."""
+    global _installed
+    if _installed is None:
+        _installed = importlib.util.find_spec("simdjson") is not None
+    return _installed
 
 
 def _parser() -> Any:
+    global _simdjson
     parser = getattr(_local, "parser", None)
     if parser is None:
+        if _simdjson is None:
+            import simdjson
+
+            _simdjson = simdjson
         parser = _local.parser = _simdjson.Parser()
     return parser
 
 
-def numeric_instances(body: bytes, dtype: Any = np.float64) -> np.ndarray | None:
+def numeric_instances(body: bytes, dtype: Any = "float64") -> np.ndarray | None:
     """The instances of a regular numeric body as a ``(rows, features)`` array, or None.
 
     None means "not provably regular": parse it the general way.
     """
-    if _simdjson is None or len(body) < MIN_BYTES or not isinstance(body, bytes):
+    if len(body) < MIN_BYTES or not isinstance(body, bytes) or not available():
         return None
     parser = _parser()
     doc = inst = None

@@ -15,30 +15,48 @@ numpy only: no framework import.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidOutputError
+from .lazy import lazy_numpy
 
-#: Open Inference Protocol (V2) datatype -> numpy dtype (little-endian, as the binary
-#: tensor extension sends them). ``BYTES`` tensors are object arrays of ``bytes``.
-DTYPES: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype("?"),
-    "INT8": np.dtype("i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "UINT8": np.dtype("u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-    "BYTES": np.dtype(object),
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_numpy(globals())
+
+#: Open Inference Protocol (V2) datatype -> numpy type string (little-endian, as the
+#: binary tensor extension sends them). ``BYTES`` tensors are object arrays of ``bytes``.
+DTYPES: dict[str, str] = {
+    "BOOL": "?",
+    "INT8": "i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "UINT8": "u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
+    "BYTES": "O",
 }
-_BY_KIND_SIZE = {(dt.kind, dt.itemsize): name for name, dt in DTYPES.items() if name != "BYTES"}
+#: (numpy dtype kind, item size) -> V2 datatype
+_BY_KIND_SIZE = {
+    ("b" if code == "?" else code[-2], int(code[-1]) if code != "?" else 1): name
+    for name, code in DTYPES.items()
+    if name != "BYTES"
+}
+_NUMPY_DTYPES: dict[str, np.dtype[Any]] = {}
+
+
+def numpy_dtype(datatype: str) -> np.dtype[Any]:
+    """The numpy dtype of a V2 datatype (a key of :data:`DTYPES`)."""
+    found = _NUMPY_DTYPES.get(datatype)
+    if found is None:
+        found = _NUMPY_DTYPES[datatype] = np.dtype(DTYPES[datatype])
+    return found
 
 
 def datatype_of(dtype: Any) -> str:
@@ -127,4 +145,4 @@ def batch_key(instances: Any) -> bytes:
     return b""
 
 
-__all__ = ["DTYPES", "TensorBatch", "batch_key", "datatype_of"]
+__all__ = ["DTYPES", "TensorBatch", "batch_key", "datatype_of", "numpy_dtype"]

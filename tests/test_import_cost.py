@@ -27,3 +27,39 @@ def test_core_and_discovery_import_no_framework() -> None:
     result = json.loads(proc.stdout)
     assert "custom" in result["frameworks"]
     assert result["heavy"] == []
+
+
+SERVER_PROBE = """
+import json, sys, tempfile
+from predictor_runtime.plugins import framework_registry
+from predictor_runtime.server import main
+from predictor_runtime.server.app import App
+from predictor_runtime.server.context import ServerOptionsView
+from predictor_runtime.server.metrics import Metrics
+from predictor_runtime.server.registry import BatchSettings, Registry
+from predictor_runtime.server.state import ManagedState
+framework_registry()
+state_dir = tempfile.mkdtemp()
+metrics = Metrics()
+registry = Registry(BatchSettings(), on_batch=metrics.batch_hook)
+state = ManagedState(registry, state_dir=state_dir, metrics=metrics)
+state.prepare()
+App(registry, metrics=metrics, state=state, options=ServerOptionsView(state_dir=state_dir))
+before = sorted(m for m in ("numpy", "simdjson") if m in sys.modules)
+from predictor_runtime import codecs
+array = codecs.to_array([[1, 2]], n_features=2)
+print(json.dumps({"before": before, "after": type(array).__module__,
+                  "rebound": codecs.np is sys.modules["numpy"]}))
+"""
+
+
+def test_server_start_up_imports_numpy_only_when_used() -> None:
+    """Plugin discovery, the server's modules and the app with every route do not import
+    numpy or pysimdjson (the framework's import brings numpy); the first use does, and
+    puts the real module in place of the stand-in."""
+    proc = subprocess.run(
+        [sys.executable, "-c", SERVER_PROBE], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result == {"before": [], "after": "numpy", "rebound": True}

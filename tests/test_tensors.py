@@ -149,8 +149,8 @@ def test_json_float_data_fast_path_matches_the_general_parse(datatype: str) -> N
     fast = codec._fast_payload(flat.encode())
     assert fast is not None and isinstance(fast["inputs"][0]["data"], np.ndarray)
     got = codec.parse_request(flat.encode())
-    ref = codec._from_json("x", datatype, codec.DTYPES[datatype], (300, 7), 2100, x.tolist())
-    assert got.id == "a" and got.inputs[0].array.dtype == codec.DTYPES[datatype]
+    ref = codec._from_json("x", datatype, codec.numpy_dtype(datatype), (300, 7), 2100, x.tolist())
+    assert got.id == "a" and got.inputs[0].array.dtype == codec.numpy_dtype(datatype)
     assert np.array_equal(got.inputs[0].array, ref)
 
 

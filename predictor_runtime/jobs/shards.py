@@ -23,9 +23,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import orjson
 
 from .. import codecs
@@ -35,6 +34,12 @@ from ..errors import (
     InvalidRequestError,
     PredictorRuntimeError,
 )
+from ..lazy import lazy_numpy
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_numpy(globals())
 
 MIN_SHARD_BYTES = 64 * 1024
 MAX_SHARD_BYTES = 64 * 1024 * 1024

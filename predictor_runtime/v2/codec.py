@@ -21,14 +21,19 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import orjson
 
 from .. import codecs
 from ..errors import InvalidRequestError, PayloadTooLargeError, describe
-from ..tensors import DTYPES, datatype_of
+from ..lazy import lazy_numpy
+from ..tensors import DTYPES, datatype_of, numpy_dtype
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_numpy(globals())
 
 #: request ``parameters`` the protocol itself uses (never passed to the predictor).
 RESERVED_PARAMETERS = frozenset(
@@ -281,7 +286,7 @@ def _input(spec: Any, index: int, body: bytes, offset: int) -> tuple[Tensor, int
             f"input {name!r}: unsupported datatype {describe(datatype)}; expected one of "
             f"{', '.join(DTYPES)}"
         )
-    dtype = DTYPES[datatype]
+    dtype = numpy_dtype(datatype)
     shape = _shape(spec.get("shape"), name)
     params = _object(spec.get("parameters"), f"input {name!r}: parameters")
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
@@ -497,7 +502,7 @@ def encode_response(
             if datatype == "BYTES":
                 blob = _bytes_payload(arr)
             else:
-                blob = np.ascontiguousarray(arr, dtype=DTYPES[datatype]).tobytes()
+                blob = np.ascontiguousarray(arr, dtype=numpy_dtype(datatype)).tobytes()
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:

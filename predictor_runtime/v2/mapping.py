@@ -31,15 +31,19 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..codecs import records_to_columns
 from ..errors import InvalidInstanceError, InvalidOutputError, InvalidRequestError
+from ..lazy import lazy_numpy
 from ..pipeline import Pipeline
 from ..tensors import TensorBatch
 from .codec import InferRequest, RequestedOutput
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_numpy(globals())
 
 DEFAULT_OUTPUT = "output_0"
 

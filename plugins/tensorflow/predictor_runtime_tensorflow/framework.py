@@ -21,9 +21,7 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from predictor_runtime.codecs import records_to_columns
 from predictor_runtime.errors import (
@@ -34,6 +32,12 @@ from predictor_runtime.errors import (
     PredictionFailedError,
     describe,
 )
+from predictor_runtime.lazy import lazy_numpy
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_numpy(globals())
 
 DEFAULT_SIGNATURE = "serving_default"
 """``tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY``."""

@@ -15,15 +15,19 @@ import functools
 import inspect
 import logging
 from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ....batching import Batcher
 from ....errors import PredictorRuntimeError
+from ....lazy import lazy_numpy
 from ....pipeline import Pipeline, iterate_in_thread
 from ...http import HttpError
 from . import wire
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_numpy(globals())
 
 logger = logging.getLogger("predictor_runtime.server")
 
