@@ -65,7 +65,12 @@ class LoadedModel:
 
 
 def _numeric_dtype(flag: Any) -> Any:
-    """``numeric_instances`` class attribute -> numpy dtype (True: float64) or None."""
+    """``numeric_instances`` class attribute -> numpy dtype (True: float64) or None.
+
+    Predictors that do not ask for numeric arrays (most custom ones) never import numpy here.
+    """
+    if flag is not True and not isinstance(flag, str):
+        return None
     import numpy as np
 
     if flag is True:
