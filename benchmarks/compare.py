@@ -424,12 +424,7 @@ def main() -> int:
         models = build_models(root)
         script = root / "post.lua"
         script.write_text(WRK_SCRIPT)
-        bodies: dict[tuple[str, str], Path] = {}
-        for wname, rows, _, seed in WORKLOADS:
-            v1 = make_body(rows, seed)
-            for server_name, body in ((OURS, v1), (KSERVE, v1), (MLSERVER, v2_body(v1))):
-                bodies[(server_name, wname)] = root / f"{server_name}-{wname}.json"
-                bodies[(server_name, wname)].write_bytes(body)
+        bodies = write_bodies(root, (OURS, KSERVE, MLSERVER))
 
         for model, model_dir in models.items():
             kind = "forest" if model.startswith("RandomForest") else "booster"
@@ -486,6 +481,26 @@ class Constant:
         return cls()
 """
 
+
+def constant_predictor(root: Path) -> tuple[Path, list[str]]:
+    """A folder holding :data:`CONSTANT_PREDICTOR`, and the ``serve`` flags that serve it."""
+    folder = root / "constant"
+    folder.mkdir(exist_ok=True)
+    (folder / "constant_predictor.py").write_text(CONSTANT_PREDICTOR)
+    return folder, ["--prediction-class", "constant_predictor.Constant", "--package", str(folder)]
+
+
+def write_bodies(root: Path, servers: tuple[str, ...]) -> dict[tuple[str, str], Path]:
+    """Each workload's body for each server (MLServer's in V2 JSON), as files under ``root``."""
+    bodies: dict[tuple[str, str], Path] = {}
+    for wname, rows, _, seed in WORKLOADS:
+        v1 = make_body(rows, seed)
+        for server_name in servers:
+            path = bodies[(server_name, wname)] = root / f"{server_name}-{wname}.json"
+            path.write_bytes(v2_body(v1) if server_name == MLSERVER else v1)
+    return bodies
+
+
 CALL_TIMER = """
 import json, statistics, sys, time
 import numpy as np
@@ -539,15 +554,8 @@ def run_targets(args: argparse.Namespace) -> int:
         models = build_models(root)
         script = root / "post.lua"
         script.write_text(WRK_SCRIPT)
-        const_dir = root / "constant"
-        const_dir.mkdir()
-        (const_dir / "constant_predictor.py").write_text(CONSTANT_PREDICTOR)
-        bodies: dict[tuple[str, str], Path] = {}
-        for wname, rows, _, seed in WORKLOADS:
-            v1 = make_body(rows, seed)
-            for server_name, body in ((OURS, v1), (MLSERVER, v2_body(v1))):
-                bodies[(server_name, wname)] = root / f"{server_name}-{wname}.json"
-                bodies[(server_name, wname)].write_bytes(body)
+        const_dir, const_flags = constant_predictor(root)
+        bodies = write_bodies(root, (OURS, MLSERVER))
         winners: dict[str, set[str]] = {}
         for rnd in range(args.rounds):
             row: dict[str, Any] = {"round": rnd + 1}
@@ -594,9 +602,7 @@ def run_targets(args: argparse.Namespace) -> int:
                 row[f"{short}_limit_rps"] = 16 / call
                 row[f"{short}_W1_of_limit"] = row[f"{short}_W1_ours"] / row[f"{short}_limit_rps"]
             # the trivial-route ceiling: the same route and body, a constant answer
-            server, url = start_ours(
-                const_dir, ["--prediction-class", "constant_predictor.Constant",
-                            "--package", str(const_dir)], root)  # fmt: skip
+            server, url = start_ours(const_dir, const_flags, root)
             try:
                 body = bodies[(OURS, "W1")]
                 run_wrk(url, body, script, 16, args.warmup)
@@ -605,8 +611,7 @@ def run_targets(args: argparse.Namespace) -> int:
                 server.stop()
             row["ceiling_W1"] = ceiling
             row["xgboost_W1_of_ceiling"] = row["xgboost_W1_ours"] / ceiling
-            paired = paired_ceiling(models["XGBoost"], const_dir, bodies[(OURS, "W1")], script,
-                                    root, args)  # fmt: skip
+            paired = paired_ceiling(models["XGBoost"], bodies[(OURS, "W1")], script, root, args)
             row["xgboost_W1_paired_rps"], row["ceiling_W1_paired_rps"] = paired
             row["xgboost_W1_of_ceiling_paired"] = paired[0] / paired[1]
             floor_ready, floor_us = uvicorn_floor(bodies[(OURS, "W1")], script, root, args)
@@ -681,14 +686,13 @@ def uvicorn_floor(body: Path, script: Path, root: Path, args: Any) -> tuple[floa
 
 
 def paired_ceiling(
-    model_dir: Path, const_dir: Path, body: Path, script: Path, root: Path, args: Any
+    model_dir: Path, body: Path, script: Path, root: Path, args: Any
 ) -> tuple[float, float]:
     """W1 req/s of the XGBoost server and of the constant route, both served and driven
     at the same time: they share core 0 half and half (one wrk each on core 1), so the
     ratio is the ratio of their cost per request whatever the machine does meanwhile
     (sequential runs minutes apart scatter by up to 30% on this VM)."""
-    const_flags = ["--prediction-class", "constant_predictor.Constant", "--package",
-                   str(const_dir)]  # fmt: skip
+    const_dir, const_flags = constant_predictor(root)
     servers = [start_ours(model_dir, [], root), start_ours(const_dir, const_flags, root)]
     try:
         for seconds in (args.warmup, args.duration):

@@ -22,39 +22,22 @@ import argparse
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ab_trees import tree_env  # benchmarks/ is not a package
-from compare import CONSTANT_PREDICTOR, FLOOR_APP
+from compare import FLOOR_APP, Server, constant_predictor
 from load import build_models, free_port
 
 
-def time_to_ready(cmd: list[str], port: int, env: dict[str, str], log: Path) -> float:
+def time_to_ready(cmd: list[str], port: int, env: dict[str, str], work: Path) -> float:
     """Seconds from starting ``cmd`` (pinned to core 0) to ``/readyz`` answering 200."""
-    with log.open("wb") as out:
-        started = time.perf_counter()
-        proc = subprocess.Popen(["taskset", "-c", "0", *cmd], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, cwd=log.parent)  # fmt: skip
-        try:
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
-                        return time.perf_counter() - started
-                except OSError:
-                    pass
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{cmd[0]} died:\n{log.read_text()[-2000:]}")
-                time.sleep(0.002)
-        finally:
-            proc.terminate()
-            proc.wait(30)
+    server = Server(cmd, work, f"http://127.0.0.1:{port}/readyz", work / "server.log", env)
+    server.stop()
+    return server.ready_s
 
 
 def main() -> int:
@@ -72,16 +55,12 @@ def main() -> int:
         models = build_models(root)
         flags: list[str] = []
         if args.model == "constant":  # a custom predictor that imports nothing
-            model_dir = root / "constant"
-            model_dir.mkdir()
-            (model_dir / "constant_predictor.py").write_text(CONSTANT_PREDICTOR)
-            flags = ["--prediction-class", "constant_predictor.Constant", "--package",
-                     str(model_dir)]  # fmt: skip
+            model_dir, flags = constant_predictor(root)
         else:
             model_dir = models["XGBoost" if args.model == "xgboost" else "RandomForest (sklearn)"]
         app = root / "floor_app.py"
         app.write_text(FLOOR_APP)
-        for i in range(args.starts):
+        for _ in range(args.starts):
             for tree in args.trees:
                 work = Path(tempfile.mkdtemp(dir=root))
                 port = free_port()
@@ -89,7 +68,7 @@ def main() -> int:
                        str(model_dir), "--model-name", "m", "--port", str(port),
                        "--state-dir", str(work / "state"), *flags]  # fmt: skip
                 tree_env_vars = dict(env, PYTHONPATH=tree_env(tree))
-                ready = time_to_ready(cmd, port, tree_env_vars, work / "server.log")
+                ready = time_to_ready(cmd, port, tree_env_vars, work)
                 found = re.search(r"framework import and model load: ([0-9.]+) s",
                                   (work / "server.log").read_text())  # fmt: skip
                 if found is None:
@@ -97,8 +76,8 @@ def main() -> int:
                 loads[str(tree)].append(float(found.group(1)))
                 own[str(tree)].append(ready - float(found.group(1)))
             port = free_port()
-            floor.append(time_to_ready([sys.executable, str(app), str(port)], port, env,
-                                       root / f"floor-{i}.log"))  # fmt: skip
+            work = Path(tempfile.mkdtemp(dir=root))
+            floor.append(time_to_ready([sys.executable, str(app), str(port)], port, env, work))
     print(f"\n{args.starts} starts each, {args.model} model, core 0, trees in turn.\n")
     print("| tree | own share (median) | per start | framework import + load (median) |")
     print("|---|---:|---|---:|")

@@ -14,6 +14,7 @@ numpy only: no framework import.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -42,21 +43,19 @@ DTYPES: dict[str, str] = {
     "FP64": "<f8",
     "BYTES": "O",
 }
-#: (numpy dtype kind, item size) -> V2 datatype
-_BY_KIND_SIZE = {
-    ("b" if code == "?" else code[-2], int(code[-1]) if code != "?" else 1): name
-    for name, code in DTYPES.items()
-    if name != "BYTES"
-}
-_NUMPY_DTYPES: dict[str, np.dtype[Any]] = {}
 
 
+@functools.cache
 def numpy_dtype(datatype: str) -> np.dtype[Any]:
     """The numpy dtype of a V2 datatype (a key of :data:`DTYPES`)."""
-    found = _NUMPY_DTYPES.get(datatype)
-    if found is None:
-        found = _NUMPY_DTYPES[datatype] = np.dtype(DTYPES[datatype])
-    return found
+    return np.dtype(DTYPES[datatype])
+
+
+@functools.cache
+def _by_kind_size() -> dict[tuple[str, int], str]:
+    """(numpy dtype kind, item size) -> V2 datatype."""
+    dtypes = {name: numpy_dtype(name) for name in DTYPES if name != "BYTES"}
+    return {(dt.kind, dt.itemsize): name for name, dt in dtypes.items()}
 
 
 def datatype_of(dtype: Any) -> str:
@@ -67,7 +66,7 @@ def datatype_of(dtype: Any) -> str:
     dtype = np.dtype(dtype)
     if dtype.kind in "USO":
         return "BYTES"
-    name = _BY_KIND_SIZE.get((dtype.kind, dtype.itemsize))
+    name = _by_kind_size().get((dtype.kind, dtype.itemsize))
     if name is None:
         raise InvalidOutputError(f"numpy dtype {dtype} has no V2 datatype")
     return name

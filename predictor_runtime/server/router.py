@@ -103,12 +103,11 @@ class PathPattern:
     the pattern, ``/`` or ``:``.
     """
 
-    __slots__ = ("literal", "parts", "pattern")
+    __slots__ = ("literal", "parts")
 
     def __init__(self, pattern: str) -> None:
         if not pattern.startswith("/"):
             raise ValueError(f"route pattern must start with '/': {pattern!r}")
-        self.pattern = pattern
         names: list[str] = []
         texts: list[str] = []
         pos = 0
